@@ -1,0 +1,1 @@
+"""Shipped device profiles (YAML files, one per device); see :func:`xbar.list_devices`."""

@@ -1,0 +1,1 @@
+"""The studies built on xbar: sweeps, constrained finetuning, device comparison, plots, report."""

@@ -1,0 +1,1 @@
+"""Study configurations (YAML), shipped with the package."""

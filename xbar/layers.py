@@ -1,0 +1,300 @@
+"""Crossbar layers: ``nn.Linear`` / ``nn.Conv2d`` whose weights live on device conductances.
+
+The float ``weight`` stays a real ``nn.Parameter`` (the trainable master copy, as in
+``torch.ao.nn.qat``). :meth:`program` maps it onto a differential pair of devices
+(``g_pos``, ``g_neg``, siemens, stored as buffers), and every read uses those conductances.
+The layer re-programs itself when the master weight changes (an optimiser step,
+``load_state_dict``, ``copy_``) or when its device profile is replaced. After editing
+``weight.data`` directly, call :meth:`program` yourself: such edits bypass the version counter
+that the layer watches.
+
+Forward is in weight units (a drop-in for the torch layer, bias added digitally); with
+gradients enabled it is straight-through: the forward pass uses the programmed weight, the
+backward pass treats it as the master weight (hardware-aware training).
+:meth:`currents` gives the column currents in amperes for a row drive ``x`` (``x = 1`` means
+``V_read``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .device import DeviceProfile, load_device, parse_device
+from .mapping import check_mapping, map_weights, unmap
+
+
+def _resolve_profile(profile: DeviceProfile | str | None) -> DeviceProfile:
+    if profile is None:
+        return load_device("ideal")
+    if isinstance(profile, DeviceProfile):
+        return profile
+    if isinstance(profile, str):
+        return load_device(profile)
+    raise TypeError(f"device: expected a DeviceProfile or a profile name/path, got {type(profile).__name__}")
+
+
+class _CrossbarMixin:
+    """State and programming logic shared by the crossbar layers."""
+
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+    g_pos: torch.Tensor
+    g_neg: torch.Tensor
+    scale: torch.Tensor
+
+    def _init_crossbar(self, profile: DeviceProfile | str | None, mapping: str) -> None:
+        w = self.weight
+        self.register_buffer("g_pos", torch.zeros_like(w, requires_grad=False))
+        self.register_buffer("g_neg", torch.zeros_like(w, requires_grad=False))
+        self.register_buffer("scale", torch.ones((), dtype=w.dtype, device=w.device))
+        self.register_buffer("_w_eff", torch.zeros_like(w, requires_grad=False), persistent=False)
+        self._mapping = check_mapping(mapping)
+        self._profile = _resolve_profile(profile)
+        self._profile_token = 0
+        self._stamp: tuple | None = None
+        self.program()
+
+    # -- device profile and mapping ------------------------------------------------------
+    @property
+    def profile(self) -> DeviceProfile:
+        """The device profile whose states hold this layer's weights."""
+        return self._profile
+
+    @profile.setter
+    def profile(self, value: DeviceProfile | str) -> None:
+        self._profile = _resolve_profile(value)
+        self._profile_token += 1
+
+    @property
+    def mapping(self) -> str:
+        """``"differential"`` or ``"clip"`` (see :mod:`xbar.mapping`)."""
+        return self._mapping
+
+    @mapping.setter
+    def mapping(self, value: str) -> None:
+        self._mapping = check_mapping(value)
+        self._profile_token += 1
+
+    # -- programming ----------------------------------------------------------------------
+    def _current_stamp(self) -> tuple:
+        return (self.weight._version, self.weight.data_ptr(), self._profile_token)
+
+    @property
+    def is_programmed(self) -> bool:
+        """True when the conductances reflect the current master weight and device."""
+        return self._stamp == self._current_stamp()
+
+    @torch.no_grad()
+    def program(self, generator: torch.Generator | None = None) -> "_CrossbarMixin":
+        """Map the master weight onto device conductances and store them.
+
+        Args:
+            generator: source of randomness for non-ideal programming (noise, faults);
+                unused by ideal devices.
+
+        Returns:
+            self, with ``g_pos``, ``g_neg`` (siemens) and ``scale`` (siemens per weight unit)
+            set.
+        """
+        dev = self._profile
+        states = dev.state_tensor(dtype=self.weight.dtype, device=self.weight.device)
+        g = map_weights(self.weight.detach(), dev.g_min, dev.g_max, states, dev.on_off_ratio, self._mapping)
+        self.g_pos.copy_(g.g_pos)
+        self.g_neg.copy_(g.g_neg)
+        self.scale.copy_(g.scale)
+        self._refresh_effective()
+        self._stamp = self._current_stamp()
+        return self
+
+    @torch.no_grad()
+    def _refresh_effective(self) -> None:
+        self._w_eff.copy_(unmap(self.g_pos, self.g_neg, self.scale))
+
+    def _ensure_programmed(self) -> None:
+        if self._stamp != self._current_stamp():
+            self.program()
+
+    def effective_weight(self) -> torch.Tensor:
+        """The weight the devices hold, ``(g_pos - g_neg) / scale``, in weight units."""
+        self._ensure_programmed()
+        return self._w_eff.clone()
+
+    def _read_weight(self) -> torch.Tensor:
+        """Programmed weight for a read; straight-through to the master weight under autograd."""
+        self._ensure_programmed()
+        if torch.is_grad_enabled() and self.weight.requires_grad:
+            return self.weight + (self._w_eff - self.weight).detach()
+        return self._w_eff
+
+    def current_scale(self) -> torch.Tensor:
+        """Amperes per weight unit of output: ``scale * V_read`` (0-dim tensor)."""
+        self._ensure_programmed()
+        return self.scale * self._profile.read_voltage
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Read the crossbar; output in weight units, bias added digitally.
+
+        The concrete layer supplies ``_matmul`` (the torch op) and ``_bias_view``.
+        """
+        out = self._matmul(x, self._read_weight())
+        return out if self.bias is None else out + self._bias_view(out)
+
+    def currents(self, x: torch.Tensor) -> torch.Tensor:
+        """Column currents in amperes for row drive ``x`` (``x = 1`` is ``V_read`` on a row).
+
+        ``I_j = V_read * sum_i x_i (G+_ij - G-_ij)``; a bias becomes a digital current
+        ``bias * scale * V_read``.
+        """
+        return self(x) * self.current_scale()
+
+    # -- torch plumbing ----------------------------------------------------------------------
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        fresh = getattr(self, "_stamp", None) is not None and self.is_programmed
+        out = super()._apply(fn, *args, **kwargs)  # type: ignore[misc]
+        if fresh:
+            self._stamp = self._current_stamp()
+        return out
+
+    def get_extra_state(self) -> dict:
+        """Device profile and mapping, so a ``state_dict`` round trip restores them."""
+        return {"device": self._profile.to_dict(), "mapping": self._mapping}
+
+    def set_extra_state(self, state: dict) -> None:
+        """Restore the device profile and mapping saved by :meth:`get_extra_state`."""
+        self._profile = parse_device(state["device"], path="<state_dict>")
+        self._mapping = check_mapping(state["mapping"])
+        self._profile_token += 1
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs):  # noqa: D401 - torch hook
+        super()._load_from_state_dict(  # type: ignore[misc]
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
+        if prefix + "g_pos" in state_dict and prefix + "g_neg" in state_dict:
+            self._refresh_effective()
+            self._stamp = self._current_stamp()
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, device={self._profile.name!r}, mapping={self._mapping!r}"  # type: ignore[misc]
+
+
+class CrossbarLinear(_CrossbarMixin, nn.Linear):
+    """``nn.Linear`` on a crossbar: rows are inputs, columns are outputs.
+
+    Args:
+        in_features, out_features, bias: as ``nn.Linear``.
+        profile: a :class:`DeviceProfile`, a shipped profile name, or a YAML path
+            (default ``"ideal"``).
+        mapping: ``"differential"`` (default) or ``"clip"``.
+        device, dtype: torch placement, as ``nn.Linear``.
+
+    Shape:
+        input ``[..., in_features]``; output ``[..., out_features]`` (weight units; amperes
+        from :meth:`currents`).
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 profile: DeviceProfile | str | None = None, mapping: str = "differential",
+                 device: Any = None, dtype: torch.dtype | None = None) -> None:
+        super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
+        self._init_crossbar(profile, mapping)
+
+    def _matmul(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, w)
+
+    def _bias_view(self, out: torch.Tensor) -> torch.Tensor:
+        return self.bias
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, profile: DeviceProfile | str | None = None,
+                    mapping: str = "differential") -> "CrossbarLinear":
+        """Build a crossbar layer holding a copy of ``linear``'s weight and bias, programmed."""
+        if not isinstance(linear, nn.Linear):
+            raise TypeError(f"linear: expected nn.Linear, got {type(linear).__name__}")
+        w = linear.weight
+        layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
+                    profile=profile, mapping=mapping, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(w)
+            if linear.bias is not None:
+                layer.bias.copy_(linear.bias)
+        layer.weight.requires_grad_(w.requires_grad)
+        return layer.program()
+
+    def to_linear(self, effective: bool = False) -> nn.Linear:
+        """Plain ``nn.Linear`` with the master weight, or the programmed one if ``effective``."""
+        w = self.weight
+        out = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
+                        device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            out.weight.copy_(self.effective_weight() if effective else w)
+            if self.bias is not None:
+                out.bias.copy_(self.bias)
+        return out
+
+
+class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
+    """``nn.Conv2d`` on a crossbar (unrolled: rows are ``C_in/groups * kh * kw`` patch taps).
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+        padding_mode: as ``nn.Conv2d``.
+        profile: a :class:`DeviceProfile`, a shipped profile name, or a YAML path.
+        mapping: ``"differential"`` (default) or ``"clip"``.
+
+    Shape:
+        input ``[B, C_in, H, W]``; output ``[B, C_out, H', W']`` (weight units).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
+                 padding_mode: str = "zeros", profile: DeviceProfile | str | None = None,
+                 mapping: str = "differential", device: Any = None,
+                 dtype: torch.dtype | None = None) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         dilation=dilation, groups=groups, bias=bias, padding_mode=padding_mode,
+                         device=device, dtype=dtype)
+        self._init_crossbar(profile, mapping)
+
+    def _matmul(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return self._conv_forward(x, w, None)
+
+    def _bias_view(self, out: torch.Tensor) -> torch.Tensor:
+        return self.bias.view(-1, 1, 1)
+
+    @classmethod
+    def from_conv2d(cls, conv: nn.Conv2d, profile: DeviceProfile | str | None = None,
+                    mapping: str = "differential") -> "CrossbarConv2d":
+        """Build a crossbar layer holding a copy of ``conv``'s weight and bias, programmed."""
+        if not isinstance(conv, nn.Conv2d):
+            raise TypeError(f"conv: expected nn.Conv2d, got {type(conv).__name__}")
+        w = conv.weight
+        layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                    padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
+                    bias=conv.bias is not None, padding_mode=conv.padding_mode, profile=profile,
+                    mapping=mapping, device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            layer.weight.copy_(w)
+            if conv.bias is not None:
+                layer.bias.copy_(conv.bias)
+        layer.weight.requires_grad_(w.requires_grad)
+        return layer.program()
+
+    def to_conv2d(self, effective: bool = False) -> nn.Conv2d:
+        """Plain ``nn.Conv2d`` with the master weight, or the programmed one if ``effective``."""
+        w = self.weight
+        out = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
+                        padding=self.padding, dilation=self.dilation, groups=self.groups,
+                        bias=self.bias is not None, padding_mode=self.padding_mode,
+                        device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            out.weight.copy_(self.effective_weight() if effective else w)
+            if self.bias is not None:
+                out.bias.copy_(self.bias)
+        return out
+
+
+CROSSBAR_TYPES = (CrossbarLinear, CrossbarConv2d)
