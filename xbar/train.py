@@ -1,0 +1,157 @@
+"""Training and evaluation: ANN training, surrogate-gradient BPTT of SNNs, accuracy.
+
+Everything takes an explicit seed or ``torch.Generator`` so that runs repeat bit for bit on
+the CPU. Crossbar layers train through their straight-through forward (the programmed weight
+forward, the master weight backward), so the same loops do hardware-aware finetuning.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .neurons import IFNeuron, default_surrogate
+from .snn import SpikingNetwork
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's first parameter or buffer (CPU if it has none)."""
+    for t in list(model.parameters()) + list(model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable, max_batches: int | None = None,
+             progress: bool = False, desc: str = "eval") -> float:
+    """Top-1 accuracy of ``model`` on ``loader`` (fraction in ``[0, 1]``).
+
+    Args:
+        model: an ANN or a :class:`SpikingNetwork` (anything mapping images to logits).
+        loader: iterable of ``(images, labels)``.
+        max_batches: stop after this many batches.
+        progress: show a progress bar.
+        desc: the progress bar's label.
+    """
+    was_training = model.training
+    model.eval()
+    dev = model_device(model)
+    correct = total = 0
+    for i, (x, y) in enumerate(tqdm(loader, desc=desc, disable=not progress, leave=False)):
+        if max_batches is not None and i >= max_batches:
+            break
+        logits = model(x.to(dev))
+        correct += int((logits.argmax(1) == y.to(dev)).sum())
+        total += int(y.shape[0])
+    model.train(was_training)
+    if total == 0:
+        raise ValueError("loader: yielded no samples to evaluate")
+    return correct / total
+
+
+def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optimizer,
+                progress: bool = False, desc: str = "train",
+                after_step: Callable[[nn.Module], None] | None = None) -> float:
+    """One epoch of cross-entropy training; returns the mean training loss.
+
+    Args:
+        model: ANN or :class:`SpikingNetwork` (BPTT through the surrogate gradients).
+        loader: iterable of ``(images, labels)``.
+        optimizer: the optimiser over ``model``'s parameters.
+        progress: show a progress bar.
+        desc: the progress bar's label.
+        after_step: called with the model after every optimiser step (e.g. to clamp weights).
+    """
+    model.train()
+    dev = model_device(model)
+    total = 0.0
+    count = 0
+    bar = tqdm(loader, desc=desc, disable=not progress, leave=False)
+    for x, y in bar:
+        x, y = x.to(dev), y.to(dev)
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(x), y)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{desc}: loss became {loss.item()} (diverged)")
+        loss.backward()
+        optimizer.step()
+        if after_step is not None:
+            after_step(model)
+        total += float(loss.detach()) * y.shape[0]
+        count += int(y.shape[0])
+    if count == 0:
+        raise ValueError("loader: yielded no samples to train on")
+    return total / count
+
+
+def train(model: nn.Module, train_loader: Iterable, epochs: int = 5, lr: float = 1e-3,
+          val_loader: Iterable | None = None, test_loader: Iterable | None = None,
+          seed: int | None = 0, progress: bool = True, desc: str = "train",
+          after_epoch: Callable[[nn.Module], None] | None = None) -> list[dict[str, Any]]:
+    """Adam training with per-epoch validation and test accuracy.
+
+    Args:
+        model: ANN or :class:`SpikingNetwork`.
+        train_loader: ``(images, labels)`` batches (its shuffling generator decides the order).
+        epochs: number of passes over ``train_loader``.
+        lr: Adam learning rate.
+        val_loader, test_loader: evaluated after every epoch when given.
+        seed: ``torch.manual_seed`` before training (covers default-generator draws), or None.
+        progress: show progress bars.
+        desc: label for the bars.
+        after_epoch: called with the model after each epoch's training, before evaluation
+            (the EE 518 study re-applies its hardware constraints here).
+
+    Returns:
+        One dict per epoch: ``epoch``, ``loss``, and ``val_acc`` / ``test_acc`` when evaluated.
+    """
+    if epochs < 0:
+        raise ValueError(f"epochs: must be >= 0, got {epochs}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    history = []
+    for epoch in range(1, epochs + 1):
+        loss = train_epoch(model, train_loader, opt, progress, f"{desc} {epoch}/{epochs}")
+        if after_epoch is not None:
+            after_epoch(model)
+        row: dict[str, Any] = {"epoch": epoch, "loss": loss}
+        if val_loader is not None:
+            row["val_acc"] = evaluate(model, val_loader)
+        if test_loader is not None:
+            row["test_acc"] = evaluate(model, test_loader)
+        history.append(row)
+    return history
+
+
+def set_surrogate(snn: nn.Module, surrogate: Callable[[torch.Tensor], torch.Tensor] | str | None = "default") -> nn.Module:
+    """Give every IF layer a surrogate spike function (for BPTT), or remove it with None."""
+    fn = default_surrogate() if surrogate == "default" else surrogate
+    for m in snn.modules():
+        if isinstance(m, IFNeuron):
+            m.surrogate = fn
+    return snn
+
+
+def snn_from_scratch(ann_factory: Callable[[], nn.Module], timesteps: int, encoder: Any = None,
+                     device: Any = None, seed: int = 0) -> SpikingNetwork:
+    """A trainable SNN with the architecture of a freshly initialised ANN (threshold 1).
+
+    Args:
+        ann_factory: builds the ANN (e.g. ``xbar.models.mlp``); its ReLUs become IF layers.
+        timesteps: ``T``.
+        encoder: input encoder (default Poisson, max rate 1).
+        device: optional device profile; crossbar layers are used when given.
+        seed: ``torch.manual_seed`` before building (initial weights).
+    """
+    from .convert import to_crossbar, to_snn
+
+    torch.manual_seed(seed)
+    ann = ann_factory()
+    if device is not None:
+        ann = to_crossbar(ann, device)
+    return set_surrogate(to_snn(ann, timesteps=timesteps, norm="none", encoder=encoder))
