@@ -65,7 +65,28 @@ def to_crossbar(model: nn.Module, device: DeviceProfile | str, inplace: bool = F
             setattr(model, name, new)
         else:
             to_crossbar(child, profile, inplace=True, mapping=mapping)
+    if isinstance(model, SpikingNetwork):
+        _wire_currents(model)
     return model
+
+
+def _wire_currents(snn: SpikingNetwork) -> None:
+    """In a spiking network, make crossbars that feed IF layers output currents.
+
+    The IF thresholds (weight units so far) become ``weight_threshold`` and their current
+    equivalents are set, so the network computes exactly what it did before the swap.
+    """
+    stages = snn.stages
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, IFNeuron) or stage.weight_threshold is not None:
+            continue
+        j = i - 1
+        while j >= 0 and isinstance(stages[j], _PASSIVE):
+            j -= 1
+        if j >= 0 and isinstance(stages[j], CROSSBAR_TYPES):
+            stages[j] = CurrentReadout(stages[j])
+            stage.weight_threshold = stage.threshold.detach().clone()
+    snn.sync_thresholds()
 
 
 def _swap(module: nn.Module, profile: DeviceProfile, mapping: str) -> nn.Module | None:

@@ -317,6 +317,20 @@ class EnergyMeter:
         c.add("spike_j", spikes * dev.spike_pj * _PJ)
 
     # -- results -----------------------------------------------------------------------------
+    def raw_totals(self) -> dict[str, float]:
+        """Sums over every layer and every sample so far (not divided by samples).
+
+        Keys: ``input_events``, ``acs``, ``macs``, ``joules`` (crossbar + ADC + neuron + spike).
+        Useful to read counts at several points of one run (differences of two snapshots).
+        """
+        out = {"input_events": 0.0, "acs": 0.0, "macs": 0.0, "joules": 0.0}
+        for c in self._counters.values():
+            v = c.values
+            for key in ("input_events", "acs", "macs"):
+                out[key] += v.get(key, 0.0)
+            out["joules"] += sum(v.get(k, 0.0) for k in ("crossbar_j", "adc_j", "neuron_j", "spike_j"))
+        return out
+
     def report(self) -> EnergyReport:
         """Per-sample figures for every metered layer (zeros before any sample)."""
         per = 1.0 / self.samples if self.samples else 0.0

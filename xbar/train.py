@@ -155,3 +155,33 @@ def snn_from_scratch(ann_factory: Callable[[], nn.Module], timesteps: int, encod
     if device is not None:
         ann = to_crossbar(ann, device)
     return set_surrogate(to_snn(ann, timesteps=timesteps, norm="none", encoder=encoder))
+
+
+@torch.no_grad()
+def apply_constraints(model: nn.Module, device: Any, mapping: str = "clip") -> nn.Module:
+    """Replace every Linear/Conv2d weight by what a device can hold (the EE 518 procedure).
+
+    Each float weight is mapped onto the device (``mapping``: ``"clip"`` as in the study, or
+    ``"differential"``), snapped to its states and mapped back, in place. Crossbar layers are
+    re-programmed from their projected master weight.
+
+    Args:
+        model: any module.
+        device: a device profile, name or path.
+        mapping: ``"clip"`` or ``"differential"``.
+
+    Returns:
+        ``model``.
+    """
+    from .layers import CROSSBAR_TYPES, _resolve_profile
+    from .mapping import map_weights, unmap
+
+    dev = _resolve_profile(device)
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            states = dev.state_tensor(dtype=m.weight.dtype, device=m.weight.device)
+            g = map_weights(m.weight, dev.g_min, dev.g_max, states, dev.on_off_ratio, mapping)
+            m.weight.copy_(unmap(g.g_pos, g.g_neg, g.scale))
+            if isinstance(m, CROSSBAR_TYPES):
+                m.program()
+    return model

@@ -1,0 +1,118 @@
+"""Study configurations: YAML files under ``experiments/configs/``, validated against the default.
+
+A user's file may leave out any key (the default from ``ee518.yaml`` applies) but may not add
+one: an unknown or mistyped key is an error that names the file and the key.
+"""
+
+from __future__ import annotations
+
+import copy
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT = "ee518"
+MODES = ("vanilla", "spike-norm", "percentile", "surrogate", "surrogate-hybrid", "spike-norm+surrogate")
+PROCEDURES = ("study", "hardware-aware")
+
+
+class ConfigError(ValueError):
+    """A study configuration that cannot be used; the message names the file and the key."""
+
+
+def list_configs() -> list[str]:
+    """Names of the shipped study configurations."""
+    files = resources.files("xbar.experiments.configs").iterdir()
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml"))
+
+
+def _read(name_or_path: str | Path) -> tuple[dict, str]:
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such study configuration file")
+        text, where = path.read_text(encoding="utf-8"), str(path)
+    else:
+        entry = resources.files("xbar.experiments.configs") / f"{name_or_path}.yaml"
+        if not entry.is_file():
+            raise ConfigError(f"{name_or_path}: unknown study configuration; shipped: {', '.join(list_configs())}")
+        text, where = entry.read_text(encoding="utf-8"), f"configs/{name_or_path}.yaml"
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: the document must be a mapping of keys to values")
+    return data, where
+
+
+def _merge(default: dict, user: dict, where: str, prefix: str = "") -> dict:
+    out = copy.deepcopy(default)
+    for key, value in user.items():
+        field = f"{prefix}{key}"
+        if key not in default:
+            raise ConfigError(f"{where}: {field}: unknown key (expected one of {', '.join(map(str, default))})")
+        if isinstance(default[key], dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: {field}: must be a mapping")
+            out[key] = _merge(default[key], value, where, field + ".")
+        else:
+            out[key] = value
+    return out
+
+
+def _check(cfg: dict, where: str) -> None:
+    def fail(field: str, msg: str) -> None:
+        raise ConfigError(f"{where}: {field}: {msg}")
+
+    for mode in cfg["modes"]:
+        if mode not in MODES:
+            fail("modes", f"unknown mode {mode!r}; choose from {', '.join(MODES)}")
+    for proc in cfg["constrain"]["procedures"]:
+        if proc not in PROCEDURES:
+            fail("constrain.procedures", f"unknown procedure {proc!r}; choose from {', '.join(PROCEDURES)}")
+    ts = cfg["timesteps"]
+    if not ts or any(not isinstance(t, int) or isinstance(t, bool) or t < 1 for t in ts) or sorted(ts) != ts:
+        fail("timesteps", "must be a non-empty ascending list of integers >= 1")
+    for field in ("seeds",):
+        if not isinstance(cfg[field], int) or cfg[field] < 1:
+            fail(field, f"must be an integer >= 1, got {cfg[field]!r}")
+    r = cfg["rates"]
+    if not (0 < float(r["start"]) <= float(r["stop"]) <= 1) or int(r["count"]) < 1:
+        fail("rates", "need 0 < start <= stop <= 1 and count >= 1")
+    if not 0 < float(cfg["encoder"]["max_rate"]) <= 1:
+        fail("encoder.max_rate", "must be in (0, 1]")
+    for field, value in (("ann.epochs", cfg["ann"]["epochs"]), ("surrogate.epochs", cfg["surrogate"]["epochs"]),
+                         ("constrain.epochs", cfg["constrain"]["epochs"])):
+        if not isinstance(value, int) or value < 0:
+            fail(field, f"must be an integer >= 0, got {value!r}")
+
+
+def load_config(name_or_path: str | Path = DEFAULT, overrides: dict[str, Any] | None = None) -> dict:
+    """Load and validate a study configuration.
+
+    Args:
+        name_or_path: a shipped configuration name (``ee518``, ``quick``) or a YAML path.
+        overrides: dotted keys to replace after loading, e.g. ``{"seeds": 1}``.
+
+    Returns:
+        The complete configuration (defaults filled in).
+
+    Raises:
+        ConfigError: naming the file and key of the first problem.
+    """
+    default, _ = _read(DEFAULT)
+    user, where = _read(name_or_path)
+    cfg = _merge(default, user, where)
+    for dotted, value in (overrides or {}).items():
+        node = cfg
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        if leaf not in node:
+            raise ConfigError(f"override: {dotted}: unknown key")
+        node[leaf] = value
+    _check(cfg, where)
+    return cfg

@@ -1,0 +1,574 @@
+"""The markdown report and the closing headline of `xbar reproduce`.
+
+Everything printed here is read from the results dict written by ``experiments/study.py``
+(schema in ``notes/results_schema.md``); the only figures not measured by this run are the EE 518
+study's own, and those come from ``results["study_reference"]``. A part whose data is missing
+says "not run" instead of failing.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from xbar.experiments.plots import aggregate_rows, point_at
+
+DASH = "—"
+NOT_RUN = "not run"
+_STUDY_FLAWS = (
+    "**No real ANN→SNN conversion.** The study's SNN was trained from scratch; without a "
+    "surrogate gradient its first layer never learned, so its vanilla and spike-norm figures "
+    "measure an untrained first layer, not a conversion.",
+    "**Spike-norm threshold never reset.** Its threshold was a running maximum carried over "
+    "every batch and never reset, so it only grew and updated late.",
+    "**\"Energy\" was a spike count.** What it reported as energy was the cumulative number of "
+    "input spikes, with no synaptic operations and no device physics.",
+    "**Best T picked on the test set, from one unseeded run.** Its best timesteps and best "
+    "firing rate were chosen by looking at test accuracy of a single run with no fixed seed.",
+)
+
+
+def _num(value: Any) -> float | None:
+    """``value`` as a float, or None when it is missing or not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def pct(value: Any) -> str:
+    """An accuracy fraction as a percent with two decimals, e.g. ``0.9712 -> "97.12%"``."""
+    x = _num(value)
+    return DASH if x is None else f"{100 * x:.2f}%"
+
+
+def pct_pm(mean: Any, std: Any) -> str:
+    """Mean ± standard deviation of an accuracy, in percent (std in percentage points)."""
+    if _num(mean) is None:
+        return DASH
+    s = _num(std)
+    return pct(mean) if s is None else f"{pct(mean)} ± {100 * s:.2f}"
+
+
+def sci(value: Any, unit: str = "") -> str:
+    """A physical quantity in scientific notation, e.g. ``1.23e-06 J`` (``0`` when zero)."""
+    x = _num(value)
+    if x is None:
+        return DASH
+    text = "0" if x == 0 else f"{x:.2e}"
+    return f"{text} {unit}" if unit else text
+
+
+def count(value: Any) -> str:
+    """A per-sample count with thousands separators (one decimal below 1000)."""
+    x = _num(value)
+    if x is None:
+        return DASH
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.1f}"
+
+
+def plain(value: Any) -> str:
+    """A setting (T, rate, seconds) in its shortest exact form, or a dash when missing."""
+    if value is None:
+        return DASH
+    x = _num(value)
+    return f"{x:g}" if x is not None else str(value)
+
+
+def seconds(value: Any) -> str:
+    """A duration in seconds with two decimals (or a dash)."""
+    x = _num(value)
+    return DASH if x is None else f"{x:.2f}"
+
+
+def points_diff(ours: float, theirs: float) -> str:
+    """``ours - theirs`` in percentage points, as words: "3.20 points higher"."""
+    d = 100 * (ours - theirs)
+    if abs(d) < 0.005:
+        return "equal"
+    return f"{abs(d):.2f} points {'higher' if d > 0 else 'lower'}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    """A markdown table."""
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    out += ["| " + " | ".join(row) + " |" for row in rows]
+    return out
+
+
+def _modes(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The results' modes mapping, empty when absent."""
+    modes = results.get("modes") or {}
+    return dict(modes) if isinstance(modes, Mapping) else {}
+
+
+def study_ref(results: Mapping[str, Any], mode: str) -> Mapping[str, Any] | None:
+    """The EE 518 study's own row for ``mode``, or None for modes the study did not have.
+
+    Args:
+        results: the results dict.
+        mode: a key of ``results["modes"]``.
+
+    Returns:
+        The ``study_reference`` entry named by the mode's ``study_name`` (spaces read as
+        hyphens), or by the mode's own name when ``study_name`` is absent; None when
+        ``study_name`` is null or no entry matches.
+    """
+    refs = results.get("study_reference") or {}
+    data = _modes(results).get(mode, {})
+    if "study_name" in data and data["study_name"] is None:
+        return None
+    name = str(data.get("study_name") or mode)
+    for key in (name, name.replace(" ", "-"), mode):
+        if isinstance(refs.get(key), Mapping):
+            return refs[key]
+    return None
+
+
+def _history_sorted(run: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """A run's per-epoch history, ascending by epoch."""
+    return sorted(run.get("history") or [], key=lambda h: _num(h.get("epoch")) or 0.0)
+
+
+def final_entry(run: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The last epoch of a constrained run's history (empty dict when it has none)."""
+    history = _history_sorted(run)
+    return history[-1] if history else {}
+
+
+def constrain_runs(results: Mapping[str, Any], mode: str | None = None) -> list[Mapping[str, Any]]:
+    """The constrained-finetuning runs with a history, optionally those of one mode."""
+    runs = (results.get("constrain") or {}).get("runs") or []
+    return [r for r in runs if r.get("history") and (mode is None or r.get("mode") == mode)]
+
+
+def study_procedure_run(results: Mapping[str, Any], mode: str) -> Mapping[str, Any] | None:
+    """The mode's run with the study's setup: mapping "clip", procedure "study"."""
+    return next((r for r in constrain_runs(results, mode)
+                 if r.get("mapping") == "clip" and r.get("procedure") == "study"), None)
+
+
+def best_constrained_run(results: Mapping[str, Any], mode: str) -> Mapping[str, Any] | None:
+    """The mode's constrained run with the highest final-epoch validation accuracy.
+
+    The choice is made on validation (falling back to test only when a run has no validation
+    figure), so the test accuracy reported for it is not selected on the test set.
+    """
+    def key(run: Mapping[str, Any]) -> float:
+        last = final_entry(run)
+        val = _num(last.get("val_acc"))
+        return val if val is not None else (_num(last.get("test_acc")) or 0.0)
+
+    runs = constrain_runs(results, mode)
+    return max(runs, key=key) if runs else None
+
+
+def _timestep_row(data: Mapping[str, Any], T: Any) -> list[Mapping[str, Any]]:
+    """The timestep-sweep rows (all seeds) at ``T``."""
+    t = _num(T)
+    return [r for r in data.get("timesteps") or [] if t is not None and _num(r.get("T")) == t]
+
+
+def eval_wall_s(data: Mapping[str, Any]) -> float | None:
+    """Mean over seeds of the test-set evaluation wall time at the mode's best T, in seconds."""
+    walls = [w for w in (_num(r.get("wall_s")) for r in _timestep_row(data, data.get("best_T")))
+             if w is not None]
+    return sum(walls) / len(walls) if walls else None
+
+
+def _parse_threshold(text: Any) -> float | None:
+    """The number in a study figure such as ``"> 85%"`` as a fraction (0.85)."""
+    if _num(text) is not None:
+        x = float(text)
+        return x / 100 if x > 1 else x
+    match = re.search(r"(\d+(?:\.\d+)?)\s*%", str(text or ""))
+    return float(match.group(1)) / 100 if match else None
+
+
+def _study_pair(ref: Mapping[str, Any] | None, key: str, ours: str, fmt: Any = plain) -> str:
+    """A "study / ours" table cell; the study side is a dash for our extra modes."""
+    theirs = DASH if ref is None or ref.get(key) is None else fmt(ref.get(key))
+    return f"{theirs} / {ours}"
+
+
+def _run_label(run: Mapping[str, Any]) -> str:
+    """``mapping + procedure`` of a constrained run."""
+    return f"{run.get('mapping', '?')} + {run.get('procedure', '?')}"
+
+
+def _final_cell(run: Mapping[str, Any] | None) -> str:
+    """A constrained run's final-epoch test accuracy and its epoch count, e.g. "84.50% (20 ep)"."""
+    if run is None:
+        return NOT_RUN
+    last = final_entry(run)
+    return f"{pct(last.get('test_acc'))} ({plain(last.get('epoch'))} ep)"
+
+
+def results_table(results: Mapping[str, Any]) -> list[str]:
+    """The study's results table with our numbers beside the study's, one row per mode.
+
+    Args:
+        results: the results dict.
+
+    Returns:
+        Markdown lines: the table, the ANN row last, followed by its footnotes.
+    """
+    header = ["Mode", "Best T (study / ours)", "Runtime s (study / ours)",
+              "Best firing rate (study / ours)", "Accuracy (study, 5 epochs / ours)",
+              "Constrained (study, 20 epochs / ours, clip + study)", "Best constrained (ours)"]
+    rows = []
+    for mode, data in _modes(results).items():
+        ref = study_ref(results, mode)
+        head = data.get("headline") or {}
+        clip = study_procedure_run(results, mode)
+        best = best_constrained_run(results, mode)
+        best_cell = f"{_final_cell(best)}, {_run_label(best)}" if best is not None else NOT_RUN
+        rows.append([
+            mode,
+            _study_pair(ref, "best_T", plain(data.get("best_T"))),
+            _study_pair(ref, "runtime_s", seconds(eval_wall_s(data))),
+            _study_pair(ref, "best_rate", plain(data.get("best_rate"))),
+            _study_pair(ref, "acc_5_epochs", pct_pm(head.get("test_acc_mean"), head.get("test_acc_std")),
+                        fmt=str),
+            _study_pair(ref, "constrained_20_epochs", _final_cell(clip), fmt=pct),
+            best_cell,
+        ])
+    ann = results.get("ann") or {}
+    ann_ref = (results.get("study_reference") or {}).get("ann")
+    ann_ours = pct_pm(ann.get("test_acc_mean"), ann.get("test_acc_std")) if ann else NOT_RUN
+    rows.append(["ANN baseline (784-100-10)", DASH, DASH, DASH,
+                 _study_pair(ann_ref if isinstance(ann_ref, Mapping) else None, "acc_5_epochs",
+                             ann_ours, fmt=str), DASH, DASH])
+    seeds = len(results.get("seeds") or [])
+    return _table(header, rows) + [
+        "",
+        f"Ours: test accuracy is the mean ± standard deviation (percentage points) over {seeds} "
+        "seed(s) at the best T, which was chosen on validation accuracy; runtime is the wall time "
+        "of one test-set evaluation at the best T (mean over seeds), on this run's hardware, so "
+        "it is not comparable with the study's. \"Best constrained\" is the run (mapping + "
+        "procedure) with the highest final-epoch validation accuracy, reported by its final-epoch "
+        "test accuracy. A dash in a study column: the study had no such mode.",
+    ]
+
+
+def _plot(plots: Mapping[str, str], key: str, title: str) -> list[str]:
+    """A markdown image line for a drawn plot, or a note that it was not drawn."""
+    return [f"![{title}]({plots[key]})"] if key in plots else [f"*{title}: plot not drawn (no data).*"]
+
+
+def _provenance(results: Mapping[str, Any]) -> list[str]:
+    """How the report was produced: command, config, seeds, versions, device, wall time."""
+    device = results.get("device") or {}
+    if isinstance(device, Mapping):
+        cond = device.get("conductance") or {}
+        bits = [f"{k} {plain(v)}" for k, v in cond.items() if not isinstance(v, (list, dict))]
+        dev_text = f"`{device.get('name', '?')}`" + (f" ({', '.join(bits)})" if bits else "")
+        if device.get("description"):
+            dev_text += f": {device['description']}"
+    else:
+        dev_text = str(device) if device else NOT_RUN
+    versions = results.get("versions") or {}
+    wall = _num(results.get("wall_time_s"))
+    lines = ["## How this was produced", ""]
+    if results.get("command"):
+        lines += [f"- Command: `{results['command']}`"]
+    lines += [
+        f"- Study config: `{results.get('study', '?')}`"
+        + (" (**quick run**: reduced data and epochs; not comparable with the study)"
+           if results.get("quick") else ""),
+        f"- Seeds: {', '.join(str(s) for s in results.get('seeds') or []) or NOT_RUN}",
+        "- Versions: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or DASH),
+        f"- Constraint device: {dev_text}",
+        "- Wall time: " + (DASH if wall is None else f"{wall:.1f} s ({wall / 60:.1f} min)"),
+        "",
+    ]
+    return lines
+
+
+def _modes_list(results: Mapping[str, Any]) -> list[str]:
+    """What each mode is, from its description, with the study's name for it."""
+    modes = _modes(results)
+    if not modes:
+        return []
+    lines = ["Modes:", ""]
+    for mode, data in modes.items():
+        name = data.get("study_name")
+        study = f" (the study's \"{name}\")" if name else " (not in the study)"
+        lines.append(f"- `{mode}`{study}: {data.get('description') or DASH}")
+    return lines + [""]
+
+
+def _ann_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
+    """The ANN baseline: per-seed validation and test accuracy and the training plot."""
+    ann = results.get("ann") or {}
+    lines = ["## ANN baseline", ""]
+    if not ann.get("per_seed"):
+        return lines + [NOT_RUN, ""]
+    lines += _plot(plots, "ann_training", "ANN training") + [""]
+    rows = [[plain(s.get("seed")), str(len(s.get("history") or [])), pct(s.get("val_acc")),
+             pct(s.get("test_acc"))] for s in ann["per_seed"]]
+    lines += _table(["Seed", "Epochs", "Val acc", "Test acc"], rows)
+    return lines + ["", f"Mean test accuracy: {pct_pm(ann.get('test_acc_mean'), ann.get('test_acc_std'))}.", ""]
+
+
+def _timestep_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
+    """Accuracy against timesteps: plot and a table of mean test accuracy per T per mode."""
+    modes = {m: d for m, d in _modes(results).items() if d.get("timesteps")}
+    lines = ["## Timestep sweep", ""]
+    if not modes:
+        return lines + [NOT_RUN, ""]
+    lines += _plot(plots, "accuracy_vs_timesteps", "Accuracy vs timesteps") + [""]
+    curves = {m: aggregate_rows(d["timesteps"], "T", "test_acc") for m, d in modes.items()}
+    ts = sorted({p.x for pts in curves.values() for p in pts})
+    rows = []
+    for t in ts:
+        row = [plain(t)]
+        for mode, pts in curves.items():
+            p = point_at(pts, t)
+            cell = pct(p.mean) if p else DASH
+            row.append(f"**{cell}**" if p and point_at([p], modes[mode].get("best_T")) else cell)
+        rows.append(row)
+    lines += _table(["T", *modes], rows)
+    return lines + ["", "Test accuracy, mean over seeds; **bold**: the best T, chosen on "
+                    "validation accuracy (seed 0), never on test.", ""]
+
+
+def _pick_rates(values: Sequence[float], keep: Sequence[Any], n: int = 6) -> list[float]:
+    """About ``n`` rates spread over ``values``, plus every rate in ``keep``."""
+    values = sorted(values)
+    if len(values) <= n:
+        chosen = set(values)
+    else:
+        chosen = {values[round(i * (len(values) - 1) / (n - 1))] for i in range(n)}
+    for k in keep:
+        p = _num(k)
+        match = next((v for v in values if p is not None and abs(v - p) <= 1e-9), None)
+        if match is not None:
+            chosen.add(match)
+    return sorted(chosen)
+
+
+def _rate_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
+    """Accuracy against max firing rate: plots and a table at a handful of rates."""
+    modes = {m: d for m, d in _modes(results).items() if d.get("rates")}
+    lines = ["## Firing-rate sweep", ""]
+    if not modes:
+        return lines + [NOT_RUN, ""]
+    lines += _plot(plots, "accuracy_vs_rate", "Accuracy vs max firing rate") + [""]
+    lines += _plot(plots, "acs_vs_rate", "ACs and input spikes vs max firing rate") + [""]
+    curves = {m: aggregate_rows(d["rates"], "rate", "test_acc") for m, d in modes.items()}
+    rates = _pick_rates(sorted({p.x for pts in curves.values() for p in pts}),
+                        [d.get("best_rate") for d in modes.values()])
+    rows = []
+    for r in rates:
+        row = [plain(r)]
+        for mode, pts in curves.items():
+            p = point_at(pts, r)
+            cell = pct(p.mean) if p else DASH
+            row.append(f"**{cell}**" if p and point_at([p], modes[mode].get("best_rate")) else cell)
+        rows.append(row)
+    rows.append(["best T", *(plain(d.get("best_T")) for d in modes.values())])
+    lines += _table(["Max rate", *modes], rows)
+    return lines + ["", "Test accuracy, mean over seeds, each mode at its best T; **bold**: the "
+                    "best rate, the lowest rate whose validation accuracy is within 0.5 points of "
+                    "the mode's best validation accuracy.", ""]
+
+
+def _constrain_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
+    """Constrained finetuning: plot and a table of epoch-0, final and best test accuracy."""
+    runs = constrain_runs(results)
+    lines = ["## Hardware constraints", ""]
+    if not runs:
+        return lines + [NOT_RUN, ""]
+    device = (results.get("constrain") or {}).get("device", "?")
+    lines += [f"Device: `{device}`. Epoch 0 is the accuracy with the constraints applied before "
+              "any finetuning. Procedure \"study\" re-applies the constraints after each epoch, as "
+              "the study did; \"hardware-aware\" trains through the snapping with a "
+              "straight-through gradient.", ""]
+    lines += _plot(plots, "constrained_finetuning", "Constrained finetuning") + [""]
+    rows = []
+    for run in runs:
+        history = _history_sorted(run)
+        tests = [t for t in (_num(h.get("test_acc")) for h in history) if t is not None]
+        rows.append([str(run.get("mode", "?")), str(run.get("mapping", "?")),
+                     str(run.get("procedure", "?")), plain(run.get("T")),
+                     plain(history[-1].get("epoch")), pct(history[0].get("test_acc")),
+                     pct(history[-1].get("test_acc")), pct(max(tests) if tests else None)])
+    lines += _table(["Mode", "Mapping", "Procedure", "T", "Epochs", "Epoch-0 acc", "Final acc",
+                     "Best acc (any epoch)"], rows)
+    ann = _num((results.get("ann") or {}).get("test_acc_mean"))
+    note = f" Unconstrained ANN test accuracy: {pct(ann)}." if ann is not None else ""
+    return lines + ["", "Test accuracy. \"Best acc (any epoch)\" is the maximum over epochs of "
+                    "test accuracy, shown for reference only." + note, ""]
+
+
+def _energy_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
+    """Energy per sample per mode from the device model, against digital ACs and MACs."""
+    modes = {m: d["energy"] for m, d in _modes(results).items() if (d.get("energy") or {}).get("totals")}
+    lines = ["## Energy", ""]
+    if not modes:
+        return lines + [NOT_RUN, ""]
+    lines += _plot(plots, "energy_per_layer", "Energy per layer") + [""]
+    rows = []
+    for mode, energy in modes.items():
+        tot = energy["totals"]
+        snn, ann = _num(tot.get("digital_snn_j")), _num(tot.get("digital_ann_j"))
+        ratio = f"{ann / snn:.2f}×" if snn and ann is not None else DASH
+        rows.append([mode, plain(_modes(results)[mode].get("best_T")), count(tot.get("input_events")),
+                     count(tot.get("acs")), sci(tot.get("crossbar_j")), sci(tot.get("joules")),
+                     sci(snn), sci(ann), ratio])
+    lines += _table(["Mode", "T", "Input spikes", "ACs", "Crossbar J", "Total J", "Digital SNN J",
+                     "Digital ANN J", "ANN/SNN digital"], rows)
+    samples = {plain(e.get("samples")) for e in modes.values()}
+    devices = {str(e.get("device")) for e in modes.values()}
+    return lines + ["", f"Per test sample (averaged over {', '.join(sorted(samples))} samples), at "
+                    f"each mode's best T, device `{', '.join(sorted(devices))}`. Total J is the "
+                    "analog model: crossbar reads plus ADC, neuron updates and spikes. Digital "
+                    "SNN J is ACs × the AC energy; digital ANN J is the ANN's MACs × the MAC "
+                    "energy (per-operation energies from the device profile).", ""]
+
+
+def _mode_differences(results: Mapping[str, Any], mode: str, data: Mapping[str, Any],
+                      ref: Mapping[str, Any]) -> list[str]:
+    """Generated sentences comparing one study mode's numbers with the study's."""
+    out = []
+    ours_t, their_t = _num(data.get("best_T")), _num(ref.get("best_T"))
+    if ours_t and their_t:
+        if ours_t == their_t:
+            rel = "the same"
+        elif ours_t > their_t:
+            rel = f"{ours_t / their_t:.3g}× longer"
+        else:
+            rel = f"{their_t / ours_t:.3g}× shorter"
+        out.append(f"best T {plain(ours_t)} against the study's {plain(their_t)} ({rel})")
+    ours_r, their_r = _num(data.get("best_rate")), _num(ref.get("best_rate"))
+    if ours_r is not None and their_r is not None:
+        word = "equal" if abs(ours_r - their_r) < 1e-9 else (
+            f"{abs(ours_r - their_r):.2f} {'higher' if ours_r > their_r else 'lower'}")
+        out.append(f"best max firing rate {plain(ours_r)} against {plain(their_r)} ({word})")
+    head = _num((data.get("headline") or {}).get("test_acc_mean"))
+    thresh = _parse_threshold(ref.get("acc_5_epochs"))
+    if head is not None and thresh is not None:
+        out.append(f"accuracy {pct(head)} against the study's \"{ref.get('acc_5_epochs')}\" "
+                   f"({points_diff(head, thresh)} than its threshold)")
+    clip = study_procedure_run(results, mode)
+    theirs = _num(ref.get("constrained_20_epochs"))
+    if clip is not None and theirs is not None:
+        last = final_entry(clip)
+        acc = _num(last.get("test_acc"))
+        if acc is not None:
+            out.append(f"constrained accuracy (clip + study, {plain(last.get('epoch'))} epochs) "
+                       f"{pct(acc)} against {pct(theirs)} after 20 epochs "
+                       f"({points_diff(acc, theirs)})")
+    elif theirs is not None:
+        out.append("constrained finetuning not run")
+    return out
+
+
+def _differences_section(results: Mapping[str, Any]) -> list[str]:
+    """"Where we differ from the study and why": generated comparisons, then fixed text."""
+    lines = ["## Where we differ from the study and why", ""]
+    compared = 0
+    for mode, data in _modes(results).items():
+        ref = study_ref(results, mode)
+        if ref is None:
+            continue
+        sentences = _mode_differences(results, mode, data, ref)
+        if sentences:
+            lines.append(f"- **{mode}**: " + "; ".join(sentences) + ".")
+            compared += 1
+    extra = [m for m in _modes(results) if study_ref(results, m) is None]
+    if not compared:
+        lines.append(f"- None of the study's modes was {NOT_RUN}; nothing to compare.")
+    if extra:
+        lines.append(f"- Modes the study did not have: {', '.join(extra)}.")
+    seeds = len(results.get("seeds") or [])
+    device = results.get("device") or {}
+    dev_name = device.get("name", "?") if isinstance(device, Mapping) else str(device)
+    lines += ["", "Known weaknesses of the study (we do not copy them):", ""]
+    lines += [f"- {flaw}" for flaw in _STUDY_FLAWS]
+    lines += [
+        "", "How this reproduction differs:", "",
+        "- The SNNs start from the trained ANN (ReLU → integrate-and-fire, with each mode's "
+        "threshold balancing; see the mode list above), and surrogate modes are then trained "
+        "with surrogate gradients, so no first layer is left untrained.",
+        "- Spike-norm is computed layer by layer on calibration data, with earlier layers already "
+        "converted, and is not carried over between batches.",
+        f"- Best T and best firing rate are chosen on a validation split, never on test; every "
+        f"accuracy is the mean ± standard deviation over {seeds} seed(s), each with an explicit "
+        "generator.",
+        f"- Energy comes from the device model (`{dev_name}`): synaptic accumulate operations "
+        "(input events × fan-out) and crossbar read energy from the programmed conductances, "
+        "plus a digital comparison of ACs against the ANN's MACs.",
+    ]
+    setups = list(dict.fromkeys(_run_label(r) for r in constrain_runs(results)))
+    if setups:
+        lines.append("- Constrained finetuning setups run (mapping + procedure): "
+                     + ", ".join(setups) + "; the study's own is clip + study.")
+    if results.get("quick"):
+        lines.append("- This is a quick run (reduced data and epochs): its numbers check the "
+                     "pipeline and are not a reproduction of the study's.")
+    return lines + [""]
+
+
+def write_report(results: dict, out_dir: Path, plots: dict[str, str]) -> Path:
+    """Write ``report.md`` for a finished `xbar reproduce` run.
+
+    Args:
+        results: the results dict (schema in ``notes/results_schema.md``).
+        out_dir: folder to write into; created if missing. Plot files are linked relative to it.
+        plots: ``{plot_key: file_name}`` as returned by :func:`experiments.plots.make_plots`.
+
+    Returns:
+        The path of the report written.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lines = [f"# xbar reproduction of the EE 518 study (`{results.get('study', '?')}`)", ""]
+    lines += _provenance(results)
+    lines += ["## Results beside the study's", ""] + results_table(results) + [""]
+    lines += _modes_list(results)
+    for section in (_ann_section, _timestep_section, _rate_section, _constrain_section,
+                    _energy_section):
+        lines += section(results, plots)
+    lines += _differences_section(results)
+    path = out_dir / "report.md"
+    path.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
+    return path
+
+
+def summary_lines(results: Mapping[str, Any]) -> list[str]:
+    """The short headline printed at the end of a run.
+
+    Args:
+        results: the results dict.
+
+    Returns:
+        One line for the ANN, one per mode, and one with the wall time; never empty.
+    """
+    ann = results.get("ann") or {}
+    seeds = len(results.get("seeds") or [])
+    lines = [f"ANN test accuracy {pct_pm(ann.get('test_acc_mean'), ann.get('test_acc_std'))} "
+             f"over {seeds} seed(s)" if ann else f"ANN {NOT_RUN}"]
+    for mode, data in _modes(results).items():
+        ref = study_ref(results, mode) or {}
+        head = data.get("headline") or {}
+        text = (f"{mode}: best T {plain(data.get('best_T'))}"
+                + (f" (study {plain(ref['best_T'])})" if ref.get("best_T") is not None else "")
+                + f", test {pct_pm(head.get('test_acc_mean'), head.get('test_acc_std'))}")
+        clip = study_procedure_run(results, mode)
+        if clip is not None:
+            text += f", constrained {pct(final_entry(clip).get('test_acc'))}"
+            if ref.get("constrained_20_epochs") is not None:
+                text += f" (study {pct(ref['constrained_20_epochs'])})"
+        joules = ((data.get("energy") or {}).get("totals") or {}).get("joules")
+        if joules is not None:
+            text += f", {sci(joules, 'J')}/sample"
+        lines.append(text)
+    if not _modes(results):
+        lines.append(f"SNN modes {NOT_RUN}")
+    wall = _num(results.get("wall_time_s"))
+    if wall is not None:
+        lines.append(f"wall time {wall:.1f} s")
+    return lines

@@ -1,0 +1,415 @@
+"""The EE 518 study, reproduced: ANN baseline, six modes, sweeps, hardware constraints, energy.
+
+:class:`Study` runs the steps of a configuration (``experiments/configs/*.yaml``) and keeps
+everything it measures in ``results.json`` inside its output folder, written after every step
+(atomically), with trained networks in ``checkpoints/``. A rerun with the same configuration
+resumes: finished steps are read back, not recomputed. ``xbar reproduce`` runs every step;
+``xbar train``, ``xbar sweep``, ``xbar constrain`` and ``xbar energy`` run one each (and what it
+needs).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+import xbar
+from xbar.data import mnist_datasets
+from xbar.models import build_model
+from xbar.train import apply_constraints, evaluate, set_surrogate, train, train_epoch
+
+from .sweeps import TensorLoader, rate_sweep, timestep_sweep
+
+MODE_INFO = {
+    "vanilla": ("vanilla", "ANN converted with norm='none': threshold 1, raw weights"),
+    "spike-norm": ("spike norm", "ANN converted with Sengupta et al.'s spike-norm (layer-wise max input)"),
+    "percentile": (None, "ANN converted with 99.9th-percentile data-based normalisation (Rueckauer et al.)"),
+    "surrogate": ("surrogate function", "SNN trained from scratch by BPTT, spikingjelly sigmoid surrogate (alpha 4), threshold 1"),
+    "surrogate-hybrid": (None, "percentile-converted ANN, then BPTT finetuning with the sigmoid surrogate"),
+    "spike-norm+surrogate": ("spike norm + surrogate function", "spike-norm-converted ANN, then BPTT finetuning with the sigmoid surrogate"),
+}
+CONVERTED = ("vanilla", "spike-norm", "percentile")
+STUDY_REFERENCE = {
+    "vanilla": {"best_T": 32, "runtime_s": 72, "best_rate": 0.46, "acc_5_epochs": "> 85%", "constrained_20_epochs": 0.841},
+    "spike-norm": {"best_T": 128, "runtime_s": 240, "best_rate": 0.76, "acc_5_epochs": "> 82%", "constrained_20_epochs": 0.864},
+    "surrogate": {"best_T": 64, "runtime_s": 200, "best_rate": 0.24, "acc_5_epochs": "> 96%", "constrained_20_epochs": 0.943},
+    "spike-norm+surrogate": {"best_T": 8, "runtime_s": 55, "best_rate": 0.38, "acc_5_epochs": "> 90%", "constrained_20_epochs": 0.913},
+}
+SPIKE_NORM_SAMPLES = 1024
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _versions() -> dict[str, str]:
+    out = {"xbar": xbar.__version__, "torch": torch.__version__, "numpy": np.__version__,
+           "python": platform.python_version()}
+    try:
+        import spikingjelly
+        out["spikingjelly"] = getattr(spikingjelly, "__version__", "unknown")
+    except ImportError:  # pragma: no cover - spikingjelly is a dependency
+        out["spikingjelly"] = "missing"
+    return out
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename (never half-written)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=float))
+    os.replace(tmp, path)
+
+
+class Study:
+    """One run of a study configuration into an output folder (resumable).
+
+    Args:
+        config: a configuration from :func:`experiments.config.load_config`.
+        out_dir: the results folder.
+        device: device profile (name or path) for every constrained step; default the
+            configuration's ``constrain.device``.
+        progress: show progress bars and step messages.
+        command: the command line, recorded in the results.
+    """
+
+    def __init__(self, config: dict, out_dir: str | Path, device: str | None = None,
+                 progress: bool = True, command: str | None = None) -> None:
+        self.cfg = config
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "checkpoints").mkdir(exist_ok=True)
+        self.device = xbar.load_device(device or config["constrain"]["device"])
+        self.progress = progress
+        self.seeds = list(range(int(config["seeds"])))
+        self._nets: dict[tuple[str, int], xbar.SpikingNetwork] = {}
+        self._anns: dict[int, torch.nn.Module] = {}
+        self._data: tuple | None = None
+        self.results = self._load_or_new(command)
+        self._t0 = time.perf_counter() - float(self.results.get("wall_time_s", 0.0))
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _load_or_new(self, command: str | None) -> dict:
+        fresh = {"study": self.cfg["name"], "config": self.cfg, "seeds": self.seeds, "versions": _versions(),
+                 "device": self.device.to_dict(), "command": command, "wall_time_s": 0.0,
+                 "ann": {"per_seed": []}, "modes": {}, "constrain": {"device": self.device.name, "runs": []},
+                 "study_reference": STUDY_REFERENCE}
+        path = self.out / "results.json"
+        if path.exists():
+            try:
+                old = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                old = None
+            if old and old.get("config") == self.cfg and old.get("device") == fresh["device"]:
+                _say(f"resuming from {path}")
+                old["command"] = command or old.get("command")
+                return old
+            _say(f"{path}: written by another configuration or device; starting over")
+            for f in (self.out / "checkpoints").glob("*.pt"):
+                f.unlink()
+        return fresh
+
+    def save(self) -> None:
+        """Write ``results.json`` now (atomically)."""
+        self.results["wall_time_s"] = time.perf_counter() - self._t0
+        write_json_atomic(self.out / "results.json", self.results)
+
+    def _mode(self, mode: str) -> dict:
+        study_name, desc = MODE_INFO[mode]
+        return self.results["modes"].setdefault(mode, {"description": desc, "study_name": study_name, "training": []})
+
+    def _ckpt(self, key: str) -> Path:
+        return self.out / "checkpoints" / f"{key}.pt"
+
+    # -- data --------------------------------------------------------------------------------
+    def data(self) -> tuple[Any, Any, Any, torch.Tensor]:
+        """Images and labels: (train, val, test) tensors pairs and the calibration images."""
+        if self._data is None:
+            d = self.cfg["data"]
+            train_ds, val_ds, test_ds = mnist_datasets(val_size=d["val_size"], seed=0)
+            lim = lambda ds, n: (ds.images[:n], ds.labels[:n]) if n else (ds.images, ds.labels)  # noqa: E731
+            tr, va, te = lim(train_ds, d["train_limit"]), lim(val_ds, d["val_limit"]), lim(test_ds, d["test_limit"])
+            self._data = (tr, va, te, tr[0][: d["calibration_samples"]])
+        return self._data
+
+    def loader(self, split: str, limit: int | None = None, shuffle_seed: int | None = None,
+               batch_size: int | None = None) -> TensorLoader:
+        """A batch loader over ``split`` (``train``, ``val`` or ``test``)."""
+        tr, va, te, _ = self.data()
+        images, labels = {"train": tr, "val": va, "test": te}[split]
+        bs = batch_size or (self.cfg["data"]["batch_size"] if shuffle_seed is not None else self.cfg["data"]["eval_batch_size"])
+        return TensorLoader(images, labels, bs, shuffle=shuffle_seed is not None, seed=shuffle_seed or 0, limit=limit)
+
+    def _encoder(self, seed: int, rate: float | None = None) -> xbar.PoissonEncoder:
+        return xbar.PoissonEncoder(rate or float(self.cfg["encoder"]["max_rate"]), torch.Generator().manual_seed(seed))
+
+    def eval_snn(self, snn: xbar.SpikingNetwork, split: str, timesteps: int, seed: int, limit: int | None = None) -> float:
+        """Accuracy of ``snn`` at ``timesteps`` on a split, with a seeded Poisson encoder."""
+        snn.timesteps = timesteps
+        snn.encoder = self._encoder(seed)
+        return evaluate(snn, self.loader(split, limit))
+
+    # -- networks ----------------------------------------------------------------------------
+    def ann(self, seed: int) -> torch.nn.Module:
+        """The trained ANN of ``seed`` (trained now, or read from its checkpoint)."""
+        if seed in self._anns:
+            return self._anns[seed]
+        torch.manual_seed(seed)
+        model = build_model(self.cfg["model"])
+        ck = self._ckpt(f"ann_seed{seed}")
+        done = {r["seed"]: r for r in self.results["ann"]["per_seed"]}
+        if ck.exists() and seed in done:
+            model.load_state_dict(torch.load(ck, weights_only=True))
+        else:
+            a = self.cfg["ann"]
+            hist = train(model, self.loader("train", shuffle_seed=seed), epochs=a["epochs"], lr=a["lr"],
+                         val_loader=self.loader("val"), test_loader=self.loader("test"), seed=seed,
+                         progress=self.progress, desc=f"ANN seed {seed}")
+            torch.save(model.state_dict(), ck)
+            row = {"seed": seed, "history": hist, "val_acc": hist[-1]["val_acc"] if hist else None,
+                   "test_acc": hist[-1]["test_acc"] if hist else evaluate(model, self.loader("test"))}
+            self.results["ann"]["per_seed"] = [r for r in self.results["ann"]["per_seed"] if r["seed"] != seed] + [row]
+            accs = [r["test_acc"] for r in self.results["ann"]["per_seed"]]
+            self.results["ann"]["test_acc_mean"] = statistics.fmean(accs)
+            self.results["ann"]["test_acc_std"] = statistics.pstdev(accs) if len(accs) > 1 else 0.0
+            self.save()
+        model.eval()
+        self._anns[seed] = model
+        return model
+
+    def convert(self, ann: torch.nn.Module, mode: str, seed: int, timesteps: int) -> xbar.SpikingNetwork:
+        """Convert ``ann`` the way ``mode`` does (the conversion part of surrogate hybrids too)."""
+        calib = self.data()[3]
+        norm = {"vanilla": "none", "surrogate": "none", "spike-norm": "spike-norm",
+                "spike-norm+surrogate": "spike-norm"}.get(mode, "percentile")
+        cal = calib[:SPIKE_NORM_SAMPLES] if norm == "spike-norm" else calib
+        return xbar.to_snn(ann, calibration=None if norm == "none" else cal.split(500), timesteps=timesteps,
+                           norm=norm, percentile=float(self.cfg["percentile"]), encoder=self._encoder(10_000 + seed))
+
+    def network(self, mode: str, seed: int) -> xbar.SpikingNetwork:
+        """The spiking network of ``mode`` for ``seed`` (converted, or trained by BPTT)."""
+        key = (mode, seed)
+        if key in self._nets:
+            return self._nets[key]
+        s = self.cfg["surrogate"]
+        if mode in CONVERTED:
+            snn = self.convert(self.ann(seed), mode, seed, 32)
+        else:
+            snn = self._trained(mode, seed, s)
+        snn.eval()
+        self._nets[key] = snn
+        return snn
+
+    def _trained(self, mode: str, seed: int, s: dict) -> xbar.SpikingNetwork:
+        t_train = int(s["timesteps"])
+        if mode == "surrogate":
+            torch.manual_seed(seed)
+            snn = self.convert(build_model(self.cfg["model"]), "surrogate", seed, t_train)
+            epochs = int(s["epochs"])
+        else:
+            snn = self.convert(self.ann(seed), mode, seed, t_train)
+            epochs = int(s["finetune_epochs"])
+        set_surrogate(snn)
+        ck = self._ckpt(f"{mode}_seed{seed}")
+        record = self._mode(mode)
+        done = any(r["seed"] == seed for r in record["training"])
+        if ck.exists() and done:
+            snn.load_state_dict(torch.load(ck, weights_only=True))
+            return snn
+        snn.encoder = self._encoder(20_000 + seed)
+        snn.timesteps = t_train
+        hist = train(snn, self.loader("train", shuffle_seed=seed), epochs=epochs, lr=float(s["lr"]),
+                     val_loader=self.loader("val"), seed=seed, progress=self.progress,
+                     desc=f"{mode} BPTT seed {seed}")
+        torch.save(snn.state_dict(), ck)
+        record["training"] = [r for r in record["training"] if r["seed"] != seed] + [{"seed": seed, "T": t_train, "history": hist}]
+        self.save()
+        return snn
+
+    # -- steps -------------------------------------------------------------------------------
+    def step_train(self) -> None:
+        """ANN baseline for every seed, and the BPTT-trained modes."""
+        for seed in self.seeds:
+            self.ann(seed)
+        for mode in self.cfg["modes"]:
+            if mode not in CONVERTED:
+                for seed in self.seeds:
+                    self.network(mode, seed)
+
+    def step_timesteps(self) -> None:
+        """Timestep sweep (seed 0) at max rate ``encoder.max_rate``; best T chosen on validation."""
+        todo = [m for m in self.cfg["modes"] if "best_T" not in self._mode(m)]
+        if not todo:
+            return
+        nets = {m: self.network(m, 0) for m in todo}
+        ts, rate = list(self.cfg["timesteps"]), float(self.cfg["encoder"]["max_rate"])
+        _say(f"timestep sweep: T in {ts}, modes {', '.join(todo)}")
+        val = timestep_sweep(nets, self.loader("val"), ts, rate, 1, self.device, progress=self.progress, desc="T sweep (val)")
+        test = timestep_sweep(nets, self.loader("test"), ts, rate, 2, self.device, progress=self.progress, desc="T sweep (test)")
+        tol = float(self.cfg["best_t_tolerance"])
+        for m in todo:
+            rows = [{"seed": 0, "T": v["T"], "val_acc": v["acc"], "test_acc": t["acc"], "input_spikes": t["input_spikes"],
+                     "acs": t["acs"], "joules": t["joules"], "wall_s": t["wall_s"]} for v, t in zip(val[m], test[m])]
+            best = max(r["val_acc"] for r in rows)
+            rec = self._mode(m)
+            rec["timesteps"] = rows
+            rec["best_T"] = min(r["T"] for r in rows if r["val_acc"] >= best - tol)
+        self.save()
+
+    def best_t(self, mode: str) -> int:
+        """The mode's best T (runs the timestep sweep if needed)."""
+        if "best_T" not in self._mode(mode):
+            self.step_timesteps()
+        return int(self._mode(mode)["best_T"])
+
+    def step_headline(self) -> None:
+        """Test accuracy at best T for every seed: mean and std."""
+        for m in self.cfg["modes"]:
+            rec = self._mode(m)
+            if rec.get("headline", {}).get("n_seeds") == len(self.seeds):
+                continue
+            t = self.best_t(m)
+            per_seed = [{"seed": 0, "test_acc": next(r["test_acc"] for r in rec["timesteps"] if r["T"] == t)}]
+            for seed in self.seeds[1:]:
+                per_seed.append({"seed": seed, "test_acc": self.eval_snn(self.network(m, seed), "test", t, 30_000 + seed)})
+            accs = [p["test_acc"] for p in per_seed]
+            rec["headline"] = {"T": t, "n_seeds": len(accs), "per_seed": per_seed, "test_acc_mean": statistics.fmean(accs),
+                               "test_acc_std": statistics.pstdev(accs) if len(accs) > 1 else 0.0}
+            self.save()
+
+    def step_rates(self) -> None:
+        """Firing-rate sweep (seed 0) at each mode's best T."""
+        r = self.cfg["rates"]
+        rates = [round(float(x), 6) for x in np.linspace(float(r["start"]), float(r["stop"]), int(r["count"]))]
+        todo = [m for m in self.cfg["modes"] if "best_rate" not in self._mode(m)]
+        by_t: dict[int, list[str]] = {}
+        for m in todo:
+            by_t.setdefault(self.best_t(m), []).append(m)
+        for t, modes in sorted(by_t.items()):
+            nets = {m: self.network(m, 0) for m in modes}
+            _say(f"rate sweep at T={t}: {len(rates)} rates, modes {', '.join(modes)}")
+            val = rate_sweep(nets, self.loader("val", r["val_limit"]), t, rates, 3, self.device, self.progress, f"rates T={t} (val)")
+            test = rate_sweep(nets, self.loader("test", r["test_limit"]), t, rates, 4, self.device, self.progress, f"rates T={t} (test)")
+            for m in modes:
+                rows = [{"seed": 0, "T": t, "rate": v["rate"], "val_acc": v["acc"], "test_acc": x["acc"],
+                         "input_spikes": x["input_spikes"], "acs": x["acs"]} for v, x in zip(val[m], test[m])]
+                best = max(row["val_acc"] for row in rows)
+                rec = self._mode(m)
+                rec["rates"] = rows
+                rec["best_rate"] = min(row["rate"] for row in rows if row["val_acc"] >= best - 0.005)
+            self.save()
+
+    def step_energy(self) -> None:
+        """Per-layer energy report of every mode at its best T (seed 0) on the constraint device."""
+        for m in self.cfg["modes"]:
+            rec = self._mode(m)
+            if "energy" in rec:
+                continue
+            snn = self.network(m, 0)
+            snn.timesteps, snn.encoder = self.best_t(m), self._encoder(40_000)
+            with xbar.EnergyMeter(snn, self.device) as meter:
+                evaluate(snn, self.loader("test", self.cfg["energy"]["test_limit"]))
+            rec["energy"] = meter.report().to_dict()
+            self.save()
+
+    def step_constrain(self) -> None:
+        """Constrained finetuning on the device: each mapping x procedure, accuracy per epoch."""
+        c = self.cfg["constrain"]
+        done = {(r["mode"], r["mapping"], r["procedure"]) for r in self.results["constrain"]["runs"]}
+        conv = [m for m in self.cfg["modes"] if m in CONVERTED]
+        for mapping in c["mappings"]:
+            for proc in c["procedures"]:
+                if conv and any((m, mapping, proc) not in done for m in conv):
+                    self._constrain_ann(conv, mapping, proc)
+                for m in self.cfg["modes"]:
+                    if m not in CONVERTED and (m, mapping, proc) not in done:
+                        self._constrain_snn(m, mapping, proc)
+
+    def _constrained_eval(self, hw: Any, modes: list[str], epoch: int, histories: dict, convert: bool) -> None:
+        lim = self.cfg["constrain"]["test_limit"]
+        for m in modes:
+            t = self.best_t(m)
+            snn = self.convert(hw, m, 0, t) if convert else hw
+            histories[m].append({"epoch": epoch, "val_acc": self.eval_snn(snn, "val", t, 50_000 + epoch, 1000),
+                                 "test_acc": self.eval_snn(snn, "test", t, 60_000 + epoch, lim)})
+
+    def _finish_runs(self, modes: list[str], mapping: str, proc: str, histories: dict) -> None:
+        runs = self.results["constrain"]["runs"]
+        for m in modes:
+            runs[:] = [r for r in runs if (r["mode"], r["mapping"], r["procedure"]) != (m, mapping, proc)]
+            runs.append({"mode": m, "mapping": mapping, "procedure": proc, "T": self.best_t(m), "history": histories[m]})
+        self.save()
+
+    def _constrain_ann(self, modes: list[str], mapping: str, proc: str) -> None:
+        c = self.cfg["constrain"]
+        dev = self.device
+        model = copy.deepcopy(self.ann(0))
+        model = apply_constraints(model, dev, mapping) if proc == "study" else xbar.to_crossbar(model, dev, mapping=mapping)
+        hw: Callable[[], Any] = (lambda: xbar.to_crossbar(model, dev, mapping=mapping)) if proc == "study" else (lambda: model)
+        hist: dict[str, list] = {m: [] for m in modes}
+        self._constrained_eval(hw().eval(), modes, 0, hist, convert=True)
+        opt = torch.optim.Adam(model.parameters(), lr=float(c["lr"]))
+        loader = self.loader("train", shuffle_seed=100)
+        from tqdm.auto import trange
+        for epoch in trange(1, int(c["epochs"]) + 1, desc=f"constrain ANN {mapping}/{proc}", disable=not self.progress, leave=False):
+            train_epoch(model, loader, opt)
+            if proc == "study":
+                apply_constraints(model, dev, mapping)
+            self._constrained_eval(hw().eval(), modes, epoch, hist, convert=True)
+        self._finish_runs(modes, mapping, proc, hist)
+
+    def _constrain_snn(self, mode: str, mapping: str, proc: str) -> None:
+        c, s = self.cfg["constrain"], self.cfg["surrogate"]
+        dev = self.device
+        snn = copy.deepcopy(self.network(mode, 0))
+        snn = apply_constraints(snn, dev, mapping) if proc == "study" else xbar.to_crossbar(snn, dev, mapping=mapping)
+        hw = (lambda: xbar.to_crossbar(snn, dev, mapping=mapping)) if proc == "study" else (lambda: snn)
+        hist: dict[str, list] = {mode: []}
+        self._constrained_eval(hw().eval(), [mode], 0, hist, convert=False)
+        opt = torch.optim.Adam(snn.parameters(), lr=float(c["lr"]))
+        n = int(c["snn_samples_per_epoch"])
+        from tqdm.auto import trange
+        for epoch in trange(1, int(c["epochs"]) + 1, desc=f"constrain {mode} {mapping}/{proc}", disable=not self.progress, leave=False):
+            snn.timesteps, snn.encoder = int(s["timesteps"]), self._encoder(70_000 + epoch)
+            train_epoch(snn, self.loader("train", shuffle_seed=200 + epoch).take(n), opt)
+            if proc == "study":
+                apply_constraints(snn, dev, mapping)
+            self._constrained_eval(hw().eval(), [mode], epoch, hist, convert=False)
+        self._finish_runs([mode], mapping, proc, hist)
+
+    # -- outputs -----------------------------------------------------------------------------
+    def write_outputs(self) -> Path:
+        """CSV files, plots and ``report.md``; returns the report's path."""
+        from .outputs import write_csvs
+        from .plots import make_plots
+        from .report import write_report
+
+        self.save()
+        write_csvs(self.results, self.out)
+        plots = make_plots(self.results, self.out)
+        return write_report(self.results, self.out, plots)
+
+    def run_all(self) -> Path:
+        """Every step, then the outputs."""
+        steps = [("train", self.step_train), ("timestep sweep", self.step_timesteps), ("headline", self.step_headline),
+                 ("rate sweep", self.step_rates), ("energy", self.step_energy), ("constrained finetuning", self.step_constrain)]
+        for name, fn in steps:
+            t0 = time.perf_counter()
+            _say(f"== {name}")
+            fn()
+            _say(f"   {name} done in {time.perf_counter() - t0:.1f} s")
+        return self.write_outputs()
+
+
+def command_line() -> str:
+    """The command that started this process, for the record."""
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])

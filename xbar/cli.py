@@ -1,0 +1,170 @@
+"""The ``xbar`` command line.
+
+Usage::
+
+    xbar devices list                    # shipped profiles, one line each
+    xbar devices show NAME_OR_PATH       # a validated profile as YAML, plus derived values
+    xbar devices validate FILE [FILE...] # ok/error per file; exit status 1 on any error
+
+The parser is built by :func:`build_parser`; each command group adds itself with an
+``_add_<group>_parser(subparsers)`` helper and every leaf command sets ``func=``, which
+:func:`main` calls with the parsed arguments. Heavy imports (torch) stay inside the command
+functions so that ``xbar devices list`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, Sequence
+
+import yaml
+
+from . import __version__
+from .device import DeviceProfile, DeviceProfileError, list_devices, load_device, load_device_file
+
+_DESCRIPTION_WIDTH = 80  # characters of a profile description shown by `devices list`
+
+
+def _one_line(text: str, width: int = _DESCRIPTION_WIDTH) -> str:
+    """Collapse whitespace and cut to ``width`` characters (ending in '...' when cut)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3].rstrip() + "..."
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+
+
+def _cmd_devices_list(args: argparse.Namespace) -> int:
+    """Print every shipped profile: name and one-line description, aligned.
+
+    Args:
+        args: parsed arguments (unused).
+
+    Returns:
+        0, or 1 when a shipped profile fails validation (it is listed with its error).
+    """
+    names = list_devices()
+    width = max((len(n) for n in names), default=0)
+    status = 0
+    for name in names:
+        try:
+            text = _one_line(load_device(name).description or "(no description)")
+        except DeviceProfileError as exc:
+            text, status = f"INVALID: {exc}", 1
+        print(f"{name:<{width}}  {text}")
+    return status
+
+
+def _derived(profile: DeviceProfile) -> dict[str, Any]:
+    """Values that follow from a profile, in the units a reader expects (µS, ns)."""
+    out: dict[str, Any] = {
+        "g_min_us": float(f"{profile.g_min * 1e6:.12g}"),
+        "g_max_us": float(f"{profile.g_max * 1e6:.12g}"),
+        "on_off_ratio": float(f"{profile.on_off_ratio:.12g}"),
+        "levels": profile.levels if profile.levels is not None else "continuous",
+    }
+    if profile.states is not None:
+        out["states_us"] = [float(f"{g * 1e6:.12g}") for g in profile.states]
+    out["read_time_s"] = profile.read_time
+    out["path"] = profile.path
+    return out
+
+
+def _cmd_devices_show(args: argparse.Namespace) -> int:
+    """Print a validated profile as YAML, then a second YAML document of derived values.
+
+    Args:
+        args: ``args.device``, a shipped name or a YAML path.
+
+    Returns:
+        0 (errors raise :class:`DeviceProfileError`, reported by :func:`main`).
+    """
+    profile = load_device(args.device)
+    print(profile.to_yaml(), end="")
+    print("---")
+    print(yaml.safe_dump({"derived": _derived(profile)}, sort_keys=False, width=100,
+                         default_flow_style=None), end="")
+    return 0
+
+
+def _cmd_devices_validate(args: argparse.Namespace) -> int:
+    """Validate YAML profile files: ``ok: FILE (name)`` on stdout or one error line on stderr.
+
+    Args:
+        args: ``args.files``, paths of YAML files.
+
+    Returns:
+        0 when every file is a valid profile, else 1.
+    """
+    status = 0
+    for path in args.files:
+        try:
+            profile = load_device_file(path)
+        except DeviceProfileError as exc:
+            _error(str(exc))
+            status = 1
+        else:
+            print(f"ok: {path} ({profile.name})")
+    return status
+
+
+def _add_devices_parser(subparsers: Any) -> None:
+    """Add the ``devices`` command group (list, show, validate) to ``subparsers``.
+
+    Args:
+        subparsers: the object returned by ``ArgumentParser.add_subparsers``.
+    """
+    devices = subparsers.add_parser("devices", help="list, show and validate device profiles",
+                                    description="Device profiles (YAML, schema 1).")
+    actions = devices.add_subparsers(dest="devices_command", metavar="ACTION", required=True)
+    p = actions.add_parser("list", help="shipped profiles with a one-line description")
+    p.set_defaults(func=_cmd_devices_list)
+    p = actions.add_parser("show", help="a profile as validated YAML plus derived values")
+    p.add_argument("device", metavar="NAME_OR_PATH", help="shipped profile name or YAML file")
+    p.set_defaults(func=_cmd_devices_show)
+    p = actions.add_parser("validate", help="check YAML profile files (exit 1 on any error)")
+    p.add_argument("files", metavar="FILE", nargs="+", help="YAML profile file(s)")
+    p.set_defaults(func=_cmd_devices_validate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``xbar`` argument parser with every command group.
+
+    Returns:
+        An :class:`argparse.ArgumentParser`; each leaf command sets ``func``.
+    """
+    parser = argparse.ArgumentParser(
+        prog="xbar", description="Memristor crossbars under spiking neural networks.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_devices_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``xbar`` command.
+
+    Args:
+        argv: arguments without the program name; None means ``sys.argv[1:]``.
+
+    Returns:
+        The exit status: 0 success, 1 a failed command, 2 a usage error.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return int(args.func(args))
+    except DeviceProfileError as exc:
+        _error(str(exc))
+        return 1
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

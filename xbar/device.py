@@ -1,0 +1,604 @@
+"""Device profiles: what a memristor can store, how it is read, and how it misbehaves.
+
+A profile is a YAML file (schema 1, see ``DESIGN.md``) with the units in the key names
+(``g_max_us`` microsiemens, ``pulse_ns`` nanoseconds). :func:`load_device` reads a shipped profile
+by name (the YAML files of ``xbar.devices``) or a file by path, :func:`parse_device` validates a
+parsed mapping; both return a frozen :class:`DeviceProfile` in SI units (siemens, volts, seconds).
+A bad profile raises :class:`DeviceProfileError` (a ``ValueError``) whose one-line message names
+the file and the field: ``devices/foo.yaml: conductance.on_off_ratio: must be > 1, got 0.5``.
+
+YAML 1.1 (PyYAML) reads ``1e-6`` (no dot in the mantissa) as a string, so a string that parses
+as a finite float is accepted wherever a number belongs; any other string there is an error, and
+booleans are never numbers. Conductances and the read pulse are rounded to 12 significant digits
+so that :meth:`DeviceProfile.to_yaml` output reads back identical.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import math
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+import yaml
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["DeviceProfile", "DeviceProfileError", "list_devices", "load_device", "load_device_file",
+           "parse_device"]
+
+SCHEMA_VERSION = 1
+MAX_LEVELS = 65536  # largest state table a profile may ask for
+MAX_BITS = 32  # largest ADC/DAC resolution a profile may ask for
+_AGREE_RTOL = 1e-6  # g_max_us / on_off_ratio given beside states_us must agree this closely
+_SPACINGS = ("linear", "log")
+_PACKAGE = "xbar.devices"
+
+
+class DeviceProfileError(ValueError):
+    """A device profile is malformed: names the file and the offending field.
+
+    Args:
+        path: the file (or ``"<dict>"``-style label) the profile came from.
+        field: dotted YAML key, e.g. ``"conductance.on_off_ratio"``, or ``"<yaml>"`` /
+            ``"<document>"`` / ``"<file>"`` for problems that belong to no single key.
+        reason: what is wrong, e.g. ``"must be > 1, got 0.5"``.
+    """
+
+    def __init__(self, path: str, field: str, reason: str) -> None:
+        self.path = str(path)
+        self.field = field
+        self.reason = " ".join(str(reason).split())
+        shown = [_printable(self.path), _printable(field), _printable(self.reason)]
+        super().__init__(": ".join(shown))
+
+    def __reduce__(self) -> tuple[type[DeviceProfileError], tuple[str, str, str]]:
+        return (type(self), (self.path, self.field, self.reason))
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped, so an error message stays on one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _canon(x: float) -> float:
+    """Round to 12 significant digits, so unit conversions (µS <-> S) round-trip exactly."""
+    return float(f"{x:.12g}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Value checks (shared by the YAML parser and the dataclass).  Each takes the raw value, the
+# path and dotted field for error messages, and returns the converted value.
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def _number(value: Any, path: str, where: str) -> float:
+    """A finite float from an int, a float, or a string holding a float (YAML 1.1 ``1e-6``)."""
+    if isinstance(value, bool):
+        raise DeviceProfileError(path, where, f"must be a number, got boolean {value!r}")
+    if isinstance(value, (int, float)):
+        try:
+            out = float(value)
+        except OverflowError:
+            raise DeviceProfileError(path, where, "number out of range") from None
+    elif isinstance(value, str):
+        try:
+            out = float(value.strip())
+        except ValueError:
+            raise DeviceProfileError(path, where, f"must be a number, got {_describe(value)}") from None
+    else:
+        raise DeviceProfileError(path, where, f"must be a number, got {_describe(value)}")
+    if not math.isfinite(out):
+        raise DeviceProfileError(path, where, f"must be finite, got {_describe(value)}")
+    return out
+
+
+def _bounded(value: Any, path: str, where: str, low: float, strict: bool, high: float | None) -> float:
+    out = _number(value, path, where)
+    if out < low or (strict and out == low):
+        raise DeviceProfileError(path, where, f"must be {'>' if strict else '>='} {low:g}, got {out!r}")
+    if high is not None and out > high:
+        raise DeviceProfileError(path, where, f"must be a fraction in [{low:g}, {high:g}], got {out!r}")
+    return out
+
+
+_positive = functools.partial(_bounded, low=0.0, strict=True, high=None)
+_nonneg = functools.partial(_bounded, low=0.0, strict=False, high=None)
+_fraction = functools.partial(_bounded, low=0.0, strict=False, high=1.0)
+
+
+def _integer(value: Any, path: str, where: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DeviceProfileError(path, where, f"must be an integer, got {_describe(value)}")
+    if value < low or (high is not None and value > high):
+        bound = f">= {low}" if high is None else f"between {low} and {high}"
+        raise DeviceProfileError(path, where, f"must be {bound}, got {value}")
+    return int(value)
+
+
+def _bits(value: Any, path: str, where: str) -> int | None:
+    return None if value is None else _integer(value, path, where, 1, MAX_BITS)
+
+
+def _count(value: Any, path: str, where: str) -> int | None:
+    return None if value is None else _integer(value, path, where, 1)
+
+
+def _text(value: Any, path: str, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise DeviceProfileError(path, where, f"must be a string, got {_describe(value)}")
+    return value
+
+
+_Check = Callable[[Any, str, str], Any]
+
+# YAML section -> YAML key -> (DeviceProfile attribute, check, SI value per YAML unit).
+# `conductance` is parsed by hand (it has alternatives); every other section is table-driven.
+_SECTIONS: dict[str, dict[str, tuple[str, _Check, float]]] = {
+    "read": {
+        "voltage_v": ("read_voltage", _positive, 1.0),
+        "pulse_ns": ("read_time", _positive, 1e-9),
+    },
+    "noise": {
+        "programming_sigma": ("programming_sigma", _nonneg, 1.0),
+        "read_sigma": ("read_sigma", _nonneg, 1.0),
+        "d2d_sigma": ("d2d_sigma", _nonneg, 1.0),
+    },
+    "faults": {
+        "stuck_off": ("stuck_off", _fraction, 1.0),
+        "stuck_on": ("stuck_on", _fraction, 1.0),
+    },
+    "drift": {
+        "nu": ("drift_nu", _nonneg, 1.0),
+        "t0_s": ("drift_t0", _positive, 1.0),
+    },
+    "periphery": {
+        "adc_bits": ("adc_bits", _bits, 1.0),
+        "dac_bits": ("dac_bits", _bits, 1.0),
+        "tile_rows": ("tile_rows", _count, 1.0),
+        "tile_cols": ("tile_cols", _count, 1.0),
+    },
+    "energy": {
+        "adc_pj": ("adc_pj", _nonneg, 1.0),
+        "neuron_update_pj": ("neuron_update_pj", _nonneg, 1.0),
+        "spike_pj": ("spike_pj", _nonneg, 1.0),
+        "digital_ac_pj": ("digital_ac_pj", _nonneg, 1.0),
+        "digital_mac_pj": ("digital_mac_pj", _nonneg, 1.0),
+    },
+}
+_REQUIRED_TOP = ("schema", "name", "conductance", "read")
+_OPTIONAL_TOP = ("description", "source", "noise", "faults", "drift", "periphery", "energy")
+_CONDUCTANCE_KEYS = ("g_max_us", "on_off_ratio", "levels", "spacing", "states_us")
+# Attribute -> YAML field, for errors raised when a profile is built or replaced in Python.
+_ATTR_FIELD = {attr: f"{sec}.{key}" for sec, keys in _SECTIONS.items()
+               for key, (attr, _check, _scale) in keys.items()}
+_ATTR_FIELD.update(g_min="conductance.on_off_ratio", g_max="conductance.g_max_us",
+                   levels="conductance.levels", spacing="conductance.spacing",
+                   states="conductance.states_us")
+
+
+def _make_states(g_min: float, g_max: float, levels: int, spacing: str) -> tuple[float, ...]:
+    """The state table of ``levels`` states from ``g_min`` to ``g_max`` (siemens).
+
+    Args:
+        g_min: lowest state, siemens.
+        g_max: highest state, siemens.
+        levels: number of states, >= 2.
+        spacing: ``"linear"`` (equal steps) or ``"log"`` (equal ratios).
+
+    Returns:
+        Ascending conductances in siemens, rounded to 12 significant digits, endpoints exact.
+    """
+    last = levels - 1
+    if spacing == "log":
+        ratio = g_max / g_min
+        inner = [g_min * ratio ** (i / last) for i in range(1, last)]
+    else:
+        inner = [g_min + (g_max - g_min) * (i / last) for i in range(1, last)]
+    return (g_min, *(_canon(g) for g in inner), g_max)
+
+
+@dataclass(frozen=True)
+class DeviceProfile:
+    """A memristive device as the crossbar sees it, in SI units.
+
+    Build one with :func:`load_device` or :func:`parse_device`; direct construction (keyword
+    arguments) is validated the same way. Give either ``levels`` (a table of ``levels`` states
+    spread from ``g_min`` to ``g_max`` by ``spacing``) or ``states`` (an explicit table, from which
+    ``levels``, ``g_min`` and ``g_max`` follow), or neither for a continuous device.
+
+    Fields carry SI units (listed beside each); the noise sigmas are Gaussian and relative to
+    ``g_max``, read noise is drawn afresh at every read, ``None`` periphery means ideal, and
+    ``path`` (the file it came from) is not compared.
+    """
+
+    name: str                                   # profile name (need not equal the file stem)
+    g_min: float                                # siemens, = states[0] when there is a table
+    g_max: float                                # siemens
+    levels: int | None = None                   # number of states; None = continuous
+    spacing: str = "linear"                     # "linear" | "log": how `levels` states are spread
+    states: tuple[float, ...] | None = None     # ascending siemens, or None = continuous
+    description: str = ""                       # one line
+    source: str = ""                            # paper or datasheet the figures come from
+    read_voltage: float = 0.2                   # volts
+    read_time: float = 10e-9                    # seconds (read pulse width)
+    programming_sigma: float = 0.0              # relative to g_max
+    read_sigma: float = 0.0                     # relative to g_max, fresh at every read
+    d2d_sigma: float = 0.0                      # device-to-device, relative to g_max
+    stuck_off: float = 0.0                      # fraction of devices stuck at g_min
+    stuck_on: float = 0.0                       # fraction of devices stuck at g_max
+    drift_nu: float = 0.0                       # G(t) = G0 (t / t0)^-nu
+    drift_t0: float = 20.0                      # seconds
+    adc_bits: int | None = None                 # bits; None = ideal readout
+    dac_bits: int | None = None                 # bits; None = ideal drive
+    tile_rows: int | None = None                # rows per array; None = one array per layer
+    tile_cols: int | None = None                # columns per array; None = one array per layer
+    adc_pj: float = 0.0                         # picojoules per ADC conversion
+    neuron_update_pj: float = 0.0               # picojoules per neuron update
+    spike_pj: float = 0.0                       # picojoules per spike
+    digital_ac_pj: float = 0.9                  # picojoules per digital accumulate (baseline)
+    digital_mac_pj: float = 4.6                 # picojoules per digital MAC (baseline)
+    path: str | None = field(default=None, compare=False)   # file it was loaded from
+
+    def __post_init__(self) -> None:
+        where = self.path or "<DeviceProfile>"
+        put = self._put
+        for attr in ("name", "description", "source"):
+            put(attr, _text(getattr(self, attr), where, attr))
+        if not self.name:
+            raise DeviceProfileError(where, "name", "must be a non-empty string")
+        for keys in _SECTIONS.values():
+            for attr, check, _scale in keys.values():
+                put(attr, check(getattr(self, attr), where, _ATTR_FIELD[attr]))
+        put("read_time", _canon(self.read_time))
+        if self.stuck_off + self.stuck_on > 1:
+            raise DeviceProfileError(where, "faults", "stuck_off + stuck_on must be <= 1, "
+                                     f"got {self.stuck_off + self.stuck_on!r}")
+        if self.spacing not in _SPACINGS:
+            raise self._bad("spacing", f"must be 'linear' or 'log', got {_describe(self.spacing)}")
+        if self.states is not None:
+            self._set_table()
+            return
+        put("g_min", _canon(_positive(self.g_min, where, _ATTR_FIELD["g_min"])))
+        put("g_max", _canon(_positive(self.g_max, where, _ATTR_FIELD["g_max"])))
+        if self.g_min <= 0 or self.g_max <= self.g_min or not math.isfinite(self.g_max / self.g_min):
+            raise self._bad("g_min", "on/off ratio g_max / g_min must be > 1 and finite, "
+                            f"got g_max={self.g_max!r} S, g_min={self.g_min!r} S")
+        if self.levels is not None:
+            put("levels", _integer(self.levels, where, _ATTR_FIELD["levels"], 2, MAX_LEVELS))
+            put("states", _make_states(self.g_min, self.g_max, self.levels, self.spacing))
+            self._check_ascending()
+
+    def _put(self, attr: str, value: Any) -> None:
+        object.__setattr__(self, attr, value)
+
+    def _bad(self, attr: str, reason: str) -> DeviceProfileError:
+        return DeviceProfileError(self.path or "<DeviceProfile>", _ATTR_FIELD[attr], reason)
+
+    def _set_table(self) -> None:
+        """Validate an explicit ``states`` table and derive ``levels``, ``g_min``, ``g_max``."""
+        where, states = self.path or "<DeviceProfile>", self.states
+        if isinstance(states, (str, bytes)) or not hasattr(states, "__iter__"):
+            raise self._bad("states", f"must be a sequence of conductances, got {_describe(states)}")
+        table = tuple(_canon(_positive(g, where, _ATTR_FIELD["states"])) for g in states)
+        if not 2 <= len(table) <= MAX_LEVELS:
+            raise self._bad("states", f"needs 2 to {MAX_LEVELS} states, got {len(table)}")
+        self._put("states", table)
+        self._check_ascending()
+        if self.levels is not None and self.levels != len(table):
+            raise self._bad("levels", f"is {self.levels!r} but the state table has {len(table)} states")
+        for attr, value in (("g_min", table[0]), ("g_max", table[-1])):
+            given = getattr(self, attr)
+            if isinstance(given, bool) or not isinstance(given, (int, float)) or _canon(given) != value:
+                raise self._bad(attr, f"{attr}={given!r} disagrees with the state table ({value!r} S)")
+            self._put(attr, value)
+        if not math.isfinite(table[-1] / table[0]):
+            raise self._bad("states", "on/off ratio of the table overflows")
+        self._put("levels", len(table))
+
+    def _check_ascending(self) -> None:
+        states = self.states or ()
+        for i in range(1, len(states)):
+            if not states[i] > states[i - 1]:
+                raise self._bad("states", f"must be strictly ascending, got {states[i - 1]!r} then "
+                                f"{states[i]!r} S at index {i} (too many levels for this on/off ratio?)")
+
+    @property
+    def on_off_ratio(self) -> float:
+        """ON/OFF ratio ``g_max / g_min`` (dimensionless)."""
+        return self.g_max / self.g_min
+
+    @property
+    def is_continuous(self) -> bool:
+        """True when the device has no state table (any conductance in [g_min, g_max])."""
+        return self.states is None
+
+    def state_tensor(self, dtype: torch.dtype | None = None,
+                     device: torch.device | str | None = None) -> torch.Tensor | None:
+        """The state table as a tensor.
+
+        Args:
+            dtype: tensor dtype; None means ``torch.float32``.
+            device: torch device; None means the default device.
+
+        Returns:
+            1-D ascending conductances in siemens, shape ``[levels]``, or None when continuous.
+        """
+        if self.states is None:
+            return None
+        import torch
+
+        return torch.tensor(self.states, dtype=dtype or torch.float32, device=device)
+
+    def _table_is_generated(self) -> bool:
+        return (self.states is not None and self.levels is not None
+                and self.states == _make_states(self.g_min, self.g_max, self.levels, self.spacing))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The profile as a schema-1 mapping, units in the key names.
+
+        Returns:
+            A plain dict of str/float/int/None/list values such that
+            ``parse_device(profile.to_dict()) == profile``.
+        """
+        if self.states is not None and not self._table_is_generated():
+            conductance: dict[str, Any] = {"states_us": [_canon(g * 1e6) for g in self.states]}
+        else:
+            ratio = self.g_max / self.g_min
+            if _canon(self.g_max / _canon(ratio)) == self.g_min:  # the short form reads back exactly
+                ratio = _canon(ratio)
+            conductance = {"g_max_us": _canon(self.g_max * 1e6), "on_off_ratio": ratio}
+            if self.levels is not None:
+                conductance.update(levels=self.levels, spacing=self.spacing)
+        out: dict[str, Any] = {
+            "schema": SCHEMA_VERSION,
+            "name": self.name,
+            "description": self.description,
+            "source": self.source,
+            "conductance": conductance,
+        }
+        for sec, keys in _SECTIONS.items():
+            values = {key: (getattr(self, attr), scale) for key, (attr, _check, scale) in keys.items()}
+            out[sec] = {key: (_canon(v / scale) if scale != 1.0 else v) for key, (v, scale) in values.items()}
+        return out
+
+    def to_yaml(self) -> str:
+        """The profile as schema-1 YAML text (see :meth:`to_dict`)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, width=100)
+
+    def replace(self, **changes: Any) -> DeviceProfile:
+        """A copy with some fields changed, validated again.
+
+        Changing ``g_min``, ``g_max``, ``levels`` or ``spacing`` regenerates a ``levels`` table
+        (``levels=None`` makes the device continuous); giving ``states`` derives ``levels``,
+        ``g_min`` and ``g_max`` from the new table unless they are given too.
+
+        Args:
+            **changes: field names and new values, SI units.
+
+        Returns:
+            A new, validated :class:`DeviceProfile` (``path`` None unless given).
+        """
+        if "states" not in changes and changes.keys() & {"g_min", "g_max", "levels", "spacing"}:
+            changes["states"] = None
+        elif changes.get("states") is not None:
+            table = changes["states"]
+            if isinstance(table, (list, tuple)) and table:
+                changes.update(states=tuple(table))
+                changes.setdefault("g_min", table[0])
+                changes.setdefault("g_max", table[-1])
+            changes.setdefault("levels", None)
+        elif "states" in changes:
+            changes.setdefault("levels", None)
+        changes.setdefault("path", None)  # the result is no longer what the file says
+        return dataclasses.replace(self, **changes)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing
+
+def _section(doc: Mapping[Any, Any], key: str, allowed: tuple[str, ...], path: str,
+             required: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Fetch ``doc[key]`` (absent or null = empty) as a mapping of known keys with all required ones."""
+    value = doc.get(key)
+    value = {} if value is None else value
+    if not isinstance(value, Mapping):
+        raise DeviceProfileError(path, key, f"must be a mapping, got {_describe(value)}")
+    _check_keys(value, allowed, required, path, f"{key}.")
+    return dict(value)
+
+
+def _check_keys(value: Mapping[Any, Any], allowed: tuple[str, ...], required: tuple[str, ...],
+                path: str, prefix: str) -> None:
+    for k in value:
+        if k not in allowed:
+            hint = difflib.get_close_matches(str(k), allowed, n=1)
+            extra = f"did you mean {hint[0]!r}?" if hint else f"allowed: {', '.join(allowed)}"
+            raise DeviceProfileError(path, f"{prefix}{k}", f"unknown key; {extra}")
+    for k in required:
+        if k not in value:
+            raise DeviceProfileError(path, f"{prefix}{k}", "missing required key")
+
+
+def _parse_conductance(doc: Mapping[Any, Any], path: str) -> dict[str, Any]:
+    """DeviceProfile keyword arguments (siemens) from the ``conductance`` section."""
+    sec = _section(doc, "conductance", _CONDUCTANCE_KEYS, path)
+    here = "conductance."
+    bad = functools.partial(DeviceProfileError, path)
+    levels = sec.get("levels")
+    if levels is not None:
+        levels = _integer(levels, path, here + "levels", 2, MAX_LEVELS)
+    states_us = sec.get("states_us")
+    if states_us is not None:
+        if not isinstance(states_us, list):
+            raise bad(here + "states_us", f"must be a list of uS values, got {_describe(states_us)}")
+        if "spacing" in sec:
+            raise bad(here + "spacing", "only applies to levels, not to an explicit states_us table")
+        table = [_positive(g, path, f"{here}states_us[{i}]") for i, g in enumerate(states_us)]
+        if len(table) < 2:
+            raise bad(here + "states_us", f"needs at least 2 states, got {len(table)}")
+        for i in (i for i in range(1, len(table)) if not table[i] > table[i - 1]):
+            raise bad(f"{here}states_us[{i}]", f"must be strictly ascending, got {table[i - 1]!r} then {table[i]!r}")
+        span = table[-1] / table[0]
+        if sec.get("g_max_us") is not None:
+            g_max_us = _positive(sec["g_max_us"], path, here + "g_max_us")
+            if abs(g_max_us - table[-1]) > _AGREE_RTOL * table[-1]:
+                raise bad(here + "g_max_us", f"is {g_max_us!r} but states_us ends at {table[-1]!r}")
+        if sec.get("on_off_ratio") is not None:
+            ratio = _number(sec["on_off_ratio"], path, here + "on_off_ratio")
+            if not abs(ratio - span) <= _AGREE_RTOL * span:
+                raise bad(here + "on_off_ratio", f"is {ratio!r} but states_us spans {span!r}")
+        states = tuple(_canon(g * 1e-6) for g in table)
+        return {"states": states, "g_min": states[0], "g_max": states[-1], "levels": levels}
+    for key in ("g_max_us", "on_off_ratio"):
+        if sec.get(key) is None:
+            raise bad(here + key, "missing required key (give g_max_us and on_off_ratio, or states_us)")
+    g_max = _canon(_positive(sec["g_max_us"], path, here + "g_max_us") * 1e-6)
+    ratio = _number(sec["on_off_ratio"], path, here + "on_off_ratio")
+    if ratio <= 1:
+        raise bad(here + "on_off_ratio", f"must be > 1, got {ratio!r}")
+    g_min = _canon(g_max / ratio)
+    if not 0 < g_min < g_max:
+        raise bad(here + "on_off_ratio", f"g_max_us / {ratio!r} leaves no usable range")
+    out: dict[str, Any] = {"g_min": g_min, "g_max": g_max, "levels": levels}
+    if "spacing" in sec:
+        if levels is None:
+            raise bad(here + "spacing", "only applies together with levels")
+        if sec["spacing"] not in _SPACINGS:
+            raise bad(here + "spacing", f"must be 'linear' or 'log', got {_describe(sec['spacing'])}")
+        out["spacing"] = sec["spacing"]
+    return out
+
+
+def parse_device(mapping: Any, path: str = "<dict>") -> DeviceProfile:
+    """Validate an already-parsed schema-1 mapping and build its profile.
+
+    Args:
+        mapping: the YAML document as Python data (e.g. from ``yaml.safe_load``).
+        path: file name or label used in error messages and stored as ``DeviceProfile.path``.
+
+    Returns:
+        The validated :class:`DeviceProfile`, SI units.
+
+    Raises:
+        DeviceProfileError: on any missing, unknown, mistyped or out-of-range field.
+    """
+    path = str(path)
+    if not isinstance(mapping, Mapping):
+        raise DeviceProfileError(path, "<document>", f"must be a mapping, got {type(mapping).__name__}")
+    _check_keys(mapping, _REQUIRED_TOP + _OPTIONAL_TOP, _REQUIRED_TOP, path, "")
+    schema = mapping["schema"]
+    if isinstance(schema, bool) or not isinstance(schema, int) or schema != SCHEMA_VERSION:
+        raise DeviceProfileError(path, "schema", f"must be {SCHEMA_VERSION} (the schema this xbar reads), "
+                                 f"got {_describe(schema)}")
+    name = mapping["name"]
+    if not isinstance(name, str) or not name:
+        raise DeviceProfileError(path, "name", f"must be a non-empty string, got {_describe(name)}")
+    kwargs: dict[str, Any] = {"name": name}
+    for key in ("description", "source"):
+        kwargs[key] = _text(mapping.get(key), path, key)
+    kwargs.update(_parse_conductance(mapping, path))
+    for sec_name, keys in _SECTIONS.items():
+        required = tuple(keys) if sec_name == "read" else ()
+        for key, value in _section(mapping, sec_name, tuple(keys), path, required).items():
+            attr, check, scale = keys[key]
+            checked = check(value, path, f"{sec_name}.{key}")
+            kwargs[attr] = checked * scale if scale != 1.0 else checked
+    return DeviceProfile(path=path, **kwargs)
+
+
+def _yaml_reason(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if problem and mark is not None:
+        return f"{problem} (line {mark.line + 1}, column {mark.column + 1})"
+    return str(exc)
+
+
+def _parse_text(text: str, path: str) -> DeviceProfile:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DeviceProfileError(path, "<yaml>", f"not valid YAML: {_yaml_reason(exc)}") from None
+    return parse_device(doc, path)
+
+
+def load_device_file(path: str | os.PathLike[str]) -> DeviceProfile:
+    """Read and validate one YAML profile file.
+
+    Args:
+        path: file system path of a schema-1 YAML file.
+
+    Returns:
+        The validated :class:`DeviceProfile`, with ``path`` set to the file.
+
+    Raises:
+        DeviceProfileError: if the file cannot be read (missing, a directory, not UTF-8) or
+            is not a valid profile.
+    """
+    label = os.fspath(path)
+    try:
+        text = Path(label).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DeviceProfileError(label, "<file>", "no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DeviceProfileError(label, "<file>", f"cannot read: {type(exc).__name__}: {exc}") from None
+    return _parse_text(text, label)
+
+
+def _shipped() -> dict[str, Any]:
+    """Shipped profile name -> importlib.resources Traversable of its YAML file."""
+    root = resources.files(_PACKAGE)
+    return {entry.name[: -len(".yaml")]: entry for entry in root.iterdir()
+            if entry.name.endswith(".yaml") and entry.is_file()}
+
+
+def list_devices() -> list[str]:
+    """Names of the shipped device profiles.
+
+    Returns:
+        Sorted profile names, each loadable with :func:`load_device`.
+    """
+    return sorted(_shipped())
+
+
+def load_device(name_or_path: str | os.PathLike[str]) -> DeviceProfile:
+    """Load a shipped profile by name, or a YAML profile file by path.
+
+    An argument ending in ``.yaml``/``.yml`` or containing a path separator (or a
+    ``PathLike``) is a file path; otherwise it is a shipped name, falling back to a file of
+    that name if one exists.
+
+    Args:
+        name_or_path: e.g. ``"seed-4bit"`` or ``"my_devices/pcm.yaml"``.
+
+    Returns:
+        The validated :class:`DeviceProfile`.
+
+    Raises:
+        DeviceProfileError: unknown name (the message lists close names), missing file, or an
+            invalid profile.
+    """
+    arg = name_or_path
+    if not isinstance(arg, str) or arg.endswith((".yaml", ".yml")) or "/" in arg or os.sep in arg:
+        return load_device_file(arg)
+    shipped = _shipped()
+    if arg in shipped:
+        return _parse_text(shipped[arg].read_text(encoding="utf-8"), str(shipped[arg]))
+    if os.path.isfile(arg):
+        return load_device_file(arg)
+    close = difflib.get_close_matches(arg, list(shipped), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    raise DeviceProfileError(arg, "<name>", f"unknown device profile; {hint}"
+                             f"shipped profiles: {', '.join(sorted(shipped))}")
