@@ -82,11 +82,13 @@ def weight_scale(weight: torch.Tensor, g_min: float, g_max: float, mapping: str 
 
     Returns:
         0-dim tensor: ``(g_max - g_min) / max|W|`` (differential) or ``g_max / max|W|`` (clip).
-        An all-zero weight uses ``max|W| = 1`` so the scale stays finite.
+        An all-zero weight uses ``max|W| = 1``, and ``max|W|`` is at least the dtype's smallest
+        normal number, so the scale stays finite.
     """
     check_mapping(mapping)
     w_max = weight.detach().abs().max()
     w_max = torch.where(w_max > 0, w_max, torch.ones_like(w_max))
+    w_max = w_max.clamp_min(torch.finfo(w_max.dtype).tiny)  # subnormal weights: keep scale finite
     span = (g_max - g_min) if mapping == "differential" else g_max
     return span / w_max
 
