@@ -63,10 +63,11 @@ class TensorLoader:
         n = self.per_pass
         order = torch.randperm(len(self.labels), generator=self.generator) if self.shuffle else None
         for i in range(0, n, self.batch_size):
+            j = min(i + self.batch_size, n)
             if order is None:
-                yield self.images[i:i + self.batch_size], self.labels[i:i + self.batch_size]
+                yield self.images[i:j], self.labels[i:j]
             else:
-                idx = order[i:i + self.batch_size]
+                idx = order[i:j]
                 yield self.images[idx], self.labels[idx]
 
 

@@ -10,14 +10,34 @@ The public API (DESIGN.md, "Public API contract")::
     report = meter.report()
 """
 
-from .convert import NORMS, flatten_sequential, to_crossbar, to_snn
+from importlib import import_module
+from typing import Any
+
 from .device import DeviceProfile, DeviceProfileError, list_devices, load_device
-from .encoding import ConstantEncoder, PoissonEncoder
-from .energy import EnergyMeter, EnergyReport, LayerEnergy
-from .layers import CrossbarConv2d, CrossbarLinear
-from .mapping import map_weights, snap, unmap
-from .neurons import IFNeuron, if_scan, if_step
-from .snn import CurrentReadout, SpikingNetwork
+
+# Torch-backed names load on first use, so that `xbar devices list` starts fast.
+_LAZY = {
+    "NORMS": "convert", "flatten_sequential": "convert", "to_crossbar": "convert", "to_snn": "convert",
+    "ConstantEncoder": "encoding", "PoissonEncoder": "encoding",
+    "EnergyMeter": "energy", "EnergyReport": "energy", "LayerEnergy": "energy",
+    "CrossbarConv2d": "layers", "CrossbarLinear": "layers",
+    "map_weights": "mapping", "snap": "mapping", "unmap": "mapping",
+    "IFNeuron": "neurons", "if_scan": "neurons", "if_step": "neurons",
+    "CurrentReadout": "snn", "SpikingNetwork": "snn",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'xbar' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_LAZY))
+
 
 __version__ = "0.1.0"
 

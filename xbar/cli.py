@@ -5,6 +5,8 @@ Usage::
     xbar devices list                    # shipped profiles, one line each
     xbar devices show NAME_OR_PATH       # a validated profile as YAML, plus derived values
     xbar devices validate FILE [FILE...] # ok/error per file; exit status 1 on any error
+    xbar reproduce [--quick]             # the whole EE 518 study: results, plots, report
+    xbar train | sweep {timesteps,rates} | constrain | energy   # one step of the study
 
 The parser is built by :func:`build_parser`; each command group adds itself with an
 ``_add_<group>_parser(subparsers)`` helper and every leaf command sets ``func=``, which
@@ -129,6 +131,74 @@ def _add_devices_parser(subparsers: Any) -> None:
     p.set_defaults(func=_cmd_devices_validate)
 
 
+def _study_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, metavar="NAME_OR_PATH",
+                   help="study configuration: a shipped name (ee518, quick) or a YAML file (default ee518)")
+    p.add_argument("--quick", action="store_true", help="the reduced grid (configuration 'quick') for smoke tests")
+    p.add_argument("--device", default=None, metavar="NAME_OR_PATH",
+                   help="device profile for every constrained step (default: the configuration's, seed-4bit)")
+    p.add_argument("--out", default=None, metavar="DIR", help="results folder (default results/CONFIG_NAME)")
+    p.add_argument("--seeds", type=int, default=None, metavar="N", help="number of seeds for the headline table")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    """Run the whole study or one of its steps, then write CSVs, plots and report.md."""
+    import time
+
+    from xbar.data import MNISTIntegrityError
+    from xbar.experiments.config import ConfigError, load_config
+    from xbar.experiments.report import summary_lines
+    from xbar.experiments.study import Study, command_line
+
+    try:
+        name = args.config or ("quick" if args.quick else "ee518")
+        cfg = load_config(name, {"seeds": args.seeds} if args.seeds else None)
+        out = args.out or f"results/{cfg['name']}"
+        study = Study(cfg, out, device=args.device, progress=not args.no_progress, command=command_line())
+        t0 = time.perf_counter()
+        steps = {"reproduce": study.run_all, "train": study.step_train, "energy": study.step_energy,
+                 "constrain": study.step_constrain, "timesteps": study.step_timesteps, "rates": study.step_rates}
+        key = args.sweep if args.command == "sweep" else args.command
+        steps[key]()
+        report = study.write_outputs()
+    except (ConfigError, MNISTIntegrityError) as exc:
+        _error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        where = args.out or "the results folder"
+        _error(f"interrupted; completed steps are saved in {where}; run the same command again to resume")
+        return 130
+    print()
+    for line in summary_lines(study.results):
+        print(line)
+    print(f"{key}: {time.perf_counter() - t0:.0f} s this run; results, plots and report in {study.out} ({report.name})")
+    return 0
+
+
+def _add_study_parsers(subparsers: Any) -> None:
+    """Add ``reproduce``, ``train``, ``sweep``, ``constrain`` and ``energy``."""
+    p = subparsers.add_parser("reproduce", help="run the whole EE 518 study: results.json, CSVs, plots, report.md",
+                              description="Reproduce the EE 518 study (MNIST 784-100-10): ANN baseline, six modes, "
+                              "timestep and firing-rate sweeps, constrained finetuning, energy. Resumes from the "
+                              "results folder if interrupted.")
+    _study_options(p)
+    p.set_defaults(func=_cmd_study)
+    helps = {"train": "train the ANN baseline (every seed) and the BPTT modes",
+             "constrain": "constrained finetuning on the device (each mapping and procedure)",
+             "energy": "per-layer energy of every mode at its best T"}
+    for name, text in helps.items():
+        p = subparsers.add_parser(name, help=text, description=text + " (one step of `xbar reproduce`).")
+        _study_options(p)
+        p.set_defaults(func=_cmd_study)
+    p = subparsers.add_parser("sweep", help="timestep or firing-rate sweep",
+                              description="Timestep sweep (best T chosen on validation) or firing-rate sweep at each "
+                              "mode's best T (one step of `xbar reproduce`).")
+    p.add_argument("sweep", choices=["timesteps", "rates"], help="which sweep")
+    _study_options(p)
+    p.set_defaults(func=_cmd_study)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``xbar`` argument parser with every command group.
 
@@ -140,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_devices_parser(subparsers)
+    _add_study_parsers(subparsers)
     return parser
 
 
