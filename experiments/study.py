@@ -55,11 +55,13 @@ def _say(msg: str) -> None:
 def _versions() -> dict[str, str]:
     out = {"xbar": xbar.__version__, "torch": torch.__version__, "numpy": np.__version__,
            "python": platform.python_version()}
-    try:
-        import spikingjelly
-        out["spikingjelly"] = getattr(spikingjelly, "__version__", "unknown")
-    except ImportError:  # pragma: no cover - spikingjelly is a dependency
-        out["spikingjelly"] = "missing"
+    from importlib import metadata
+
+    for dist in ("spikingjelly", "torchvision"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "missing"
     return out
 
 
@@ -95,6 +97,8 @@ class Study:
         self._anns: dict[int, torch.nn.Module] = {}
         self._data: tuple | None = None
         self.results = self._load_or_new(command)
+        for mode in config["modes"]:
+            self._mode(mode)
         self._t0 = time.perf_counter() - float(self.results.get("wall_time_s", 0.0))
 
     # -- bookkeeping -------------------------------------------------------------------------

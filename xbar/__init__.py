@@ -24,6 +24,8 @@ _LAZY = {
     "map_weights": "mapping", "snap": "mapping", "unmap": "mapping",
     "IFNeuron": "neurons", "if_scan": "neurons", "if_step": "neurons",
     "CurrentReadout": "snn", "SpikingNetwork": "snn",
+    "drift": "nonideal",
+    "save": "checkpoint", "load": "checkpoint", "CheckpointError": "checkpoint",
 }
 
 

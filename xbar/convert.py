@@ -210,6 +210,7 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
 
     stages = _build_stages(layers, thresholds, reset, surrogate)
     snn = SpikingNetwork(stages, timesteps=timesteps, encoder=encoder)
+    snn.conversion = {"norm": norm, "percentile": percentile, "reset": reset}
     if norm == "spike-norm":
         _spike_norm(snn, calibration, device)
     return snn.eval()

@@ -256,7 +256,8 @@ class EnergyMeter:
         """``G+ + G-`` of every device pair, siemens, weight-shaped."""
         if isinstance(module, CROSSBAR_TYPES):
             module._ensure_programmed()
-            return module.g_pos + module.g_neg
+            g_pos, g_neg = module.read_conductances()
+            return g_pos + g_neg
         dev = self.device
         states = dev.state_tensor(dtype=module.weight.dtype, device=module.weight.device)
         g = map_weights(module.weight.detach(), dev.g_min, dev.g_max, states, dev.on_off_ratio)
@@ -264,7 +265,8 @@ class EnergyMeter:
 
     def _feed_maps(self, module: nn.Module, x: torch.Tensor, c: _Counter):
         """Per-input-position fan-out and conductance sum it drives; cached per input shape."""
-        key = (tuple(x.shape[1:]), module.weight._version, getattr(module, "_stamp", None))
+        key = (tuple(x.shape[1:]), module.weight._version, getattr(module, "_stamp", None),
+               getattr(module, "_drift_t", None))
         hit = c.cache.get(key)
         if hit is not None:
             return hit

@@ -25,6 +25,7 @@ from torch import nn
 
 from .device import DeviceProfile, load_device, parse_device
 from .mapping import check_mapping, map_weights, unmap
+from .nonideal import drift_conductance
 
 
 def _resolve_profile(profile: DeviceProfile | str | None) -> DeviceProfile:
@@ -56,6 +57,8 @@ class _CrossbarMixin:
         self._profile = _resolve_profile(profile)
         self._profile_token = 0
         self._stamp: tuple | None = None
+        self._drift_t: float | None = None
+        self.drift_compensation = 1.0
         self.program()
 
     # -- device profile and mapping ------------------------------------------------------
@@ -106,13 +109,46 @@ class _CrossbarMixin:
         self.g_pos.copy_(g.g_pos)
         self.g_neg.copy_(g.g_neg)
         self.scale.copy_(g.scale)
+        self._drift_t, self.drift_compensation = None, 1.0
         self._refresh_effective()
         self._stamp = self._current_stamp()
         return self
 
+    def read_conductances(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(G+, G-)`` as read now, siemens: the programmed values, drifted if :meth:`drift` ran."""
+        if self._drift_t is None:
+            return self.g_pos, self.g_neg
+        dev = self._profile
+        return (drift_conductance(self.g_pos, self._drift_t, dev.drift_nu, dev.drift_t0),
+                drift_conductance(self.g_neg, self._drift_t, dev.drift_nu, dev.drift_t0))
+
+    @torch.no_grad()
+    def drift(self, t_seconds: float, compensate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Read the devices ``t_seconds`` after programming: ``G(t) = G0 (t / t0)^-nu``.
+
+        Args:
+            t_seconds: time since programming, seconds (``nu``, ``t0`` from the device profile).
+            compensate: global drift compensation: rescale this array's output by
+                ``sum(G0) / sum(G(t))``, measured by one reference read.
+
+        Returns:
+            The drifted ``(G+, G-)``, siemens. Later reads use them until :meth:`program`.
+        """
+        self._ensure_programmed()
+        self._drift_t = float(t_seconds)
+        g_pos, g_neg = self.read_conductances()
+        self.drift_compensation = 1.0
+        if compensate:
+            now = float((g_pos + g_neg).sum())
+            self.drift_compensation = float((self.g_pos + self.g_neg).sum()) / now if now > 0 else 1.0
+        self._refresh_effective()
+        self._stamp = self._current_stamp()
+        return g_pos, g_neg
+
     @torch.no_grad()
     def _refresh_effective(self) -> None:
-        self._w_eff.copy_(unmap(self.g_pos, self.g_neg, self.scale))
+        g_pos, g_neg = self.read_conductances()
+        self._w_eff.copy_(unmap(g_pos, g_neg, self.scale) * self.drift_compensation)
 
     def _ensure_programmed(self) -> None:
         if self._stamp != self._current_stamp():
@@ -160,13 +196,16 @@ class _CrossbarMixin:
         return out
 
     def get_extra_state(self) -> dict:
-        """Device profile and mapping, so a ``state_dict`` round trip restores them."""
-        return {"device": self._profile.to_dict(), "mapping": self._mapping}
+        """Device profile, mapping and drift state, so a ``state_dict`` round trip restores them."""
+        return {"device": self._profile.to_dict(), "mapping": self._mapping, "drift_t": self._drift_t,
+                "drift_compensation": self.drift_compensation}
 
     def set_extra_state(self, state: dict) -> None:
         """Restore the device profile and mapping saved by :meth:`get_extra_state`."""
         self._profile = parse_device(state["device"], path="<state_dict>")
         self._mapping = check_mapping(state["mapping"])
+        self._drift_t = state.get("drift_t")
+        self.drift_compensation = float(state.get("drift_compensation", 1.0))
         self._profile_token += 1
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
