@@ -73,6 +73,10 @@ def _check(cfg: dict, where: str) -> None:
     for proc in cfg["constrain"]["procedures"]:
         if proc not in PROCEDURES:
             fail("constrain.procedures", f"unknown procedure {proc!r}; choose from {', '.join(PROCEDURES)}")
+    for variant in cfg["constrain"]["snn_variants"]:
+        parts = str(variant).split("/")
+        if len(parts) != 2 or parts[0] not in ("clip", "differential") or parts[1] not in PROCEDURES:
+            fail("constrain.snn_variants", f"{variant!r} is not MAPPING/PROCEDURE (e.g. clip/study)")
     ts = cfg["timesteps"]
     if not ts or any(not isinstance(t, int) or isinstance(t, bool) or t < 1 for t in ts) or sorted(ts) != ts:
         fail("timesteps", "must be a non-empty ascending list of integers >= 1")

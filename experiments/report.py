@@ -132,9 +132,18 @@ def _history_sorted(run: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 
 def final_entry(run: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The last epoch of a constrained run's history (empty dict when it has none)."""
+    """The last epoch of a constrained run's history (empty dict when it has none).
+
+    Per-epoch test accuracy is measured on a subset; when the last epoch also has the full
+    test set's accuracy (``test_acc_full``), that figure is returned as ``test_acc``.
+    """
     history = _history_sorted(run)
-    return history[-1] if history else {}
+    if not history:
+        return {}
+    last = dict(history[-1])
+    if last.get("test_acc_full") is not None:
+        last["test_acc"] = last["test_acc_full"]
+    return last
 
 
 def constrain_runs(results: Mapping[str, Any], mode: str | None = None) -> list[Mapping[str, Any]]:
@@ -394,13 +403,15 @@ def _constrain_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> 
         rows.append([str(run.get("mode", "?")), str(run.get("mapping", "?")),
                      str(run.get("procedure", "?")), plain(run.get("T")),
                      plain(history[-1].get("epoch")), pct(history[0].get("test_acc")),
-                     pct(history[-1].get("test_acc")), pct(max(tests) if tests else None)])
+                     pct(history[-1].get("test_acc")), pct(final_entry(run).get("test_acc")),
+                     pct(max(tests) if tests else None)])
     lines += _table(["Mode", "Mapping", "Procedure", "T", "Epochs", "Epoch-0 acc", "Final acc",
-                     "Best acc (any epoch)"], rows)
+                     "Final acc, full test set", "Best acc (any epoch)"], rows)
     ann = _num((results.get("ann") or {}).get("test_acc_mean"))
     note = f" Unconstrained ANN test accuracy: {pct(ann)}." if ann is not None else ""
-    return lines + ["", "Test accuracy. \"Best acc (any epoch)\" is the maximum over epochs of "
-                    "test accuracy, shown for reference only." + note, ""]
+    return lines + ["", "Test accuracy on the per-epoch test subset, except \"Final acc, full "
+                    "test set\" (every test image, last epoch). \"Best acc (any epoch)\" is the "
+                    "maximum over epochs of subset test accuracy, shown for reference only." + note, ""]
 
 
 def _energy_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:

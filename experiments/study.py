@@ -334,17 +334,24 @@ class Study:
             for proc in c["procedures"]:
                 if conv and any((m, mapping, proc) not in done for m in conv):
                     self._constrain_ann(conv, mapping, proc)
-                for m in self.cfg["modes"]:
-                    if m not in CONVERTED and (m, mapping, proc) not in done:
-                        self._constrain_snn(m, mapping, proc)
+        for variant in c["snn_variants"]:
+            mapping, proc = variant.split("/")
+            for m in self.cfg["modes"]:
+                if m not in CONVERTED and (m, mapping, proc) not in done:
+                    self._constrain_snn(m, mapping, proc)
 
     def _constrained_eval(self, hw: Any, modes: list[str], epoch: int, histories: dict, convert: bool) -> None:
-        lim = self.cfg["constrain"]["test_limit"]
+        """Accuracy of each mode on subsets (``constrain.val_limit`` / ``test_limit``); the last
+        epoch is also measured on the full test set (``test_acc_full``)."""
+        c = self.cfg["constrain"]
         for m in modes:
             t = self.best_t(m)
             snn = self.convert(hw, m, 0, t) if convert else hw
-            histories[m].append({"epoch": epoch, "val_acc": self.eval_snn(snn, "val", t, 50_000 + epoch, 1000),
-                                 "test_acc": self.eval_snn(snn, "test", t, 60_000 + epoch, lim)})
+            row = {"epoch": epoch, "val_acc": self.eval_snn(snn, "val", t, 50_000 + epoch, c["val_limit"]),
+                   "test_acc": self.eval_snn(snn, "test", t, 60_000 + epoch, c["test_limit"])}
+            if epoch == int(c["epochs"]):
+                row["test_acc_full"] = self.eval_snn(snn, "test", t, 65_000)
+            histories[m].append(row)
 
     def _finish_runs(self, modes: list[str], mapping: str, proc: str, histories: dict) -> None:
         runs = self.results["constrain"]["runs"]

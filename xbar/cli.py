@@ -153,7 +153,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
     try:
         name = args.config or ("quick" if args.quick else "ee518")
-        cfg = load_config(name, {"seeds": args.seeds} if args.seeds else None)
+        cfg = load_config(name, {"seeds": args.seeds} if args.seeds is not None else None)
         out = args.out or f"results/{cfg['name']}"
         study = Study(cfg, out, device=args.device, progress=not args.no_progress, command=command_line())
         t0 = time.perf_counter()

@@ -31,6 +31,8 @@ from .encoding import PoissonEncoder, _check_timesteps
 from .layers import CROSSBAR_TYPES, CrossbarConv2d, CrossbarLinear, _resolve_profile
 from .neurons import IFNeuron
 from .snn import CurrentReadout, SpikingNetwork
+from .mapping import check_mapping
+from .validation import check_finite, check_network_input, check_number, check_parameters_finite
 
 NORMS = ("none", "max", "percentile", "spike-norm")
 _SYNAPTIC = (nn.Linear, nn.Conv2d)
@@ -52,8 +54,14 @@ def to_crossbar(model: nn.Module, device: DeviceProfile | str, inplace: bool = F
     Returns:
         The converted model (a copy unless ``inplace``). Subclasses of the torch layers,
         crossbar layers included, are left alone.
+
+    Raises:
+        DeviceProfileError: unknown ``device`` name (close names suggested) or a bad file.
+        ValueError: unknown ``mapping``, or a NaN / infinite parameter of ``model`` (named).
     """
     profile = _resolve_profile(device)
+    check_mapping(mapping)
+    check_parameters_finite(model, "model")
     if not inplace:
         model = copy.deepcopy(model)
     swapped = _swap(model, profile, mapping)
@@ -117,12 +125,20 @@ def flatten_sequential(model: nn.Module) -> list[nn.Module]:
         "Linear, Conv2d (or crossbar layers), ReLU, AvgPool2d, Flatten, Dropout and Identity")
 
 
-def _batches(calibration: Any) -> Iterable[torch.Tensor]:
+def _batches(calibration: Any, stages: list[nn.Module]) -> Iterable[torch.Tensor]:
+    """The image batches of ``calibration``, each checked: float, finite, fits the first layer."""
     if isinstance(calibration, torch.Tensor):
-        yield calibration
-        return
-    for item in calibration:
-        yield item[0] if isinstance(item, (tuple, list)) else item
+        items: Iterable[Any] = [calibration]
+    elif hasattr(calibration, "__iter__"):
+        items = calibration
+    else:
+        raise TypeError(f"calibration: expected a tensor, a DataLoader or an iterable of batches, "
+                        f"got {type(calibration).__name__}")
+    for item in items:
+        x = item[0] if isinstance(item, (tuple, list)) and item else item
+        check_network_input(stages, x, "calibration")
+        check_finite(x, "calibration")
+        yield x
 
 
 def _relu_activations(layers: list[nn.Module], calibration: Any, percentile: float | None,
@@ -134,7 +150,7 @@ def _relu_activations(layers: list[nn.Module], calibration: Any, percentile: flo
     gen = torch.Generator().manual_seed(0)
     seen = 0
     with torch.no_grad():
-        for x in _batches(calibration):
+        for x in _batches(calibration, layers):
             seen += x.shape[0]
             h = x.to(device)
             k = 0
@@ -184,12 +200,20 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
     Returns:
         The spiking network. When the ANN holds crossbar layers, IF neurons integrate column
         currents and their thresholds are currents.
+
+    Raises:
+        ValueError / TypeError: naming the argument: unknown ``norm``, ``percentile`` outside
+            ``(0, 100]``, ``timesteps < 1``, NaN / infinite ``ann`` parameters, missing or
+            empty ``calibration``, calibration batches that are not finite float tensors of a
+            shape the first layer reads, a non-callable ``encoder``.
     """
     if norm not in NORMS:
         raise ValueError(f"norm: unknown normalisation {norm!r}; choose one of {', '.join(NORMS)}")
-    if not 0 < percentile <= 100:
-        raise ValueError(f"percentile: must be in (0, 100], got {percentile!r}")
+    check_number(percentile, "percentile", 0.0, 100.0, low_open=True)
     _check_timesteps(timesteps)
+    check_parameters_finite(ann, "ann")
+    if not callable(encoder) and encoder is not None:
+        raise TypeError(f"encoder: expected a callable encoder(images, timesteps), got {type(encoder).__name__}")
     if norm != "none" and calibration is None:
         raise ValueError(f"calibration: norm={norm!r} needs calibration data")
     encoder = encoder if encoder is not None else PoissonEncoder(1.0)
@@ -281,7 +305,7 @@ def _spike_norm(snn: SpikingNetwork, calibration: Any, device: torch.device) -> 
             continue
         peak = 0.0
         seen = 0
-        for x in _batches(calibration):
+        for x in _batches(calibration, stages):
             seen += x.shape[0]
             snn.reset()
             snn.sync_thresholds()

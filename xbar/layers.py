@@ -26,6 +26,8 @@ from torch import nn
 from .device import DeviceProfile, load_device, parse_device
 from .mapping import check_mapping, map_weights, unmap
 from .nonideal import drift_conductance
+from .validation import (check_finite, check_layer_input, check_layer_output, check_number, check_scale,
+                         check_states_fit, layer_label)
 
 
 def _resolve_profile(profile: DeviceProfile | str | None) -> DeviceProfile:
@@ -102,10 +104,22 @@ class _CrossbarMixin:
         Returns:
             self, with ``g_pos``, ``g_neg`` (siemens) and ``scale`` (siemens per weight unit)
             set.
+
+        Raises:
+            ValueError: NaN or infinite ``weight`` / ``bias`` (the message names the layer), or
+                a ``device`` that cannot represent the layer in its dtype (states that collapse,
+                a scale that underflows).
         """
         dev = self._profile
-        states = dev.state_tensor(dtype=self.weight.dtype, device=self.weight.device)
-        g = map_weights(self.weight.detach(), dev.g_min, dev.g_max, states, dev.on_off_ratio, self._mapping)
+        w = self.weight.detach()
+        label = layer_label(self)  # type: ignore[arg-type]
+        check_finite(w, "weight", label)
+        if self.bias is not None:
+            check_finite(self.bias.detach(), "bias", label)
+        states = dev.state_tensor(dtype=w.dtype, device=w.device)
+        check_states_fit(states, w.dtype, dev.name)
+        g = map_weights(w, dev.g_min, dev.g_max, states, dev.on_off_ratio, self._mapping)
+        check_scale(g.scale, w, dev.g_min, dev.g_max, dev.name, label)
         self.g_pos.copy_(g.g_pos)
         self.g_neg.copy_(g.g_neg)
         self.scale.copy_(g.scale)
@@ -134,8 +148,9 @@ class _CrossbarMixin:
         Returns:
             The drifted ``(G+, G-)``, siemens. Later reads use them until :meth:`program`.
         """
+        t_seconds = check_number(t_seconds, "t_seconds", 0.0)
         self._ensure_programmed()
-        self._drift_t = float(t_seconds)
+        self._drift_t = t_seconds
         g_pos, g_neg = self.read_conductances()
         self.drift_compensation = 1.0
         if compensate:
@@ -175,9 +190,17 @@ class _CrossbarMixin:
         """Read the crossbar; output in weight units, bias added digitally.
 
         The concrete layer supplies ``_matmul`` (the torch op) and ``_bias_view``.
+
+        Raises:
+            TypeError / ValueError: naming ``x`` for a non-float tensor, a dtype, shape or
+                torch device the layer cannot read, or NaN / infinite values
+                (:mod:`xbar.validation`).
         """
+        check_layer_input(self, x)  # type: ignore[arg-type]
         out = self._matmul(x, self._read_weight())
-        return out if self.bias is None else out + self._bias_view(out)
+        out = out if self.bias is None else out + self._bias_view(out)
+        check_layer_output(self, x, out)  # type: ignore[arg-type]
+        return out
 
     def currents(self, x: torch.Tensor) -> torch.Tensor:
         """Column currents in amperes for row drive ``x`` (``x = 1`` is ``V_read`` on a row).

@@ -20,9 +20,12 @@ In both cases the exact inverse is ``W = (G+ - G-) / scale``.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import torch
+
+from .validation import check_finite, check_number
 
 MAPPINGS = ("differential", "clip")
 
@@ -114,13 +117,23 @@ def map_weights(
     Returns:
         :class:`Conductances` ``(g_pos, g_neg, scale)``. Gradients flow straight through
         the snapping to ``weight``.
+
+    Raises:
+        ValueError: NaN / infinite ``weight``, ``g_min``/``g_max`` not ``0 <= g_min < g_max``
+            (finite), an ``on_off_ratio`` not above 1, or an unknown ``mapping``.
     """
+    check_mapping(mapping)
+    g_min = check_number(g_min, "g_min", 0.0)
+    g_max = check_number(g_max, "g_max", g_min, low_open=True)
+    if on_off_ratio is not None:
+        check_number(on_off_ratio, "on_off_ratio", 1.0, low_open=True)
+    check_finite(weight.detach(), "weight")
     scale = weight_scale(weight, g_min, g_max, mapping).to(weight.dtype)
     if mapping == "differential":
         g_pos = snap(g_min + scale * torch.relu(weight), states)
         g_neg = snap(g_min + scale * torch.relu(-weight), states)
         return Conductances(g_pos, g_neg, scale)
-    ratio = on_off_ratio if on_off_ratio is not None else g_max / g_min
+    ratio = on_off_ratio if on_off_ratio is not None else (g_max / g_min if g_min > 0 else math.inf)
     w_max = g_max / scale
     mag = torch.clamp(weight.abs(), min=w_max / ratio, max=w_max)
     g = snap(scale * mag, states)

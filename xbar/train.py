@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from .neurons import IFNeuron, default_surrogate
 from .snn import SpikingNetwork
+from .validation import check_int, check_number
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -108,9 +109,12 @@ def train(model: nn.Module, train_loader: Iterable, epochs: int = 5, lr: float =
 
     Returns:
         One dict per epoch: ``epoch``, ``loss``, and ``val_acc`` / ``test_acc`` when evaluated.
+
+    Raises:
+        TypeError / ValueError: ``epochs`` not an integer >= 0, ``lr`` not a finite number > 0.
     """
-    if epochs < 0:
-        raise ValueError(f"epochs: must be >= 0, got {epochs}")
+    check_int(epochs, "epochs", 0)
+    check_number(lr, "lr", 0.0, low_open=True)
     if seed is not None:
         torch.manual_seed(seed)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
