@@ -25,7 +25,7 @@ from torch import nn
 
 from .device import DeviceProfile, load_device, parse_device
 from .mapping import check_mapping, map_weights, unmap
-from .nonideal import drift_conductance
+from .nonideal import drift_conductance, program_devices
 from .validation import (check_finite, check_layer_input, check_layer_output, check_number, check_scale,
                          check_states_fit, layer_label)
 
@@ -97,9 +97,13 @@ class _CrossbarMixin:
     def program(self, generator: torch.Generator | None = None) -> "_CrossbarMixin":
         """Map the master weight onto device conductances and store them.
 
+        The device profile's programming errors apply (device-to-device spread, programming
+        noise, clipping to the device range, stuck-at faults; see
+        :func:`xbar.nonideal.program_devices`). Read noise is not modelled yet.
+
         Args:
-            generator: source of randomness for non-ideal programming (noise, faults);
-                unused by ideal devices.
+            generator: source of randomness for the programming errors (same seed, same
+                conductances); the global torch generator if None. Unused by ideal devices.
 
         Returns:
             self, with ``g_pos``, ``g_neg`` (siemens) and ``scale`` (siemens per weight unit)
@@ -120,8 +124,9 @@ class _CrossbarMixin:
         check_states_fit(states, w.dtype, dev.name)
         g = map_weights(w, dev.g_min, dev.g_max, states, dev.on_off_ratio, self._mapping)
         check_scale(g.scale, w, dev.g_min, dev.g_max, dev.name, label)
-        self.g_pos.copy_(g.g_pos)
-        self.g_neg.copy_(g.g_neg)
+        errors = (dev.g_min, dev.g_max, dev.programming_sigma, dev.d2d_sigma, dev.stuck_off, dev.stuck_on)
+        self.g_pos.copy_(program_devices(g.g_pos, *errors, generator=generator))
+        self.g_neg.copy_(program_devices(g.g_neg, *errors, generator=generator))
         self.scale.copy_(g.scale)
         self._drift_t, self.drift_compensation = None, 1.0
         self._refresh_effective()

@@ -55,3 +55,46 @@ def drift(model: nn.Module, t_seconds: float, compensate: bool = True) -> nn.Mod
         if isinstance(m, CROSSBAR_TYPES):
             m.drift(t_seconds, compensate=compensate)
     return model
+
+
+def _normal(shape: torch.Size, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+
+
+@torch.no_grad()
+def program_devices(g: torch.Tensor, g_min: float, g_max: float, programming_sigma: float = 0.0,
+                    d2d_sigma: float = 0.0, stuck_off: float = 0.0, stuck_on: float = 0.0,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+    """Write target conductances ``g`` into devices, with the device's programming errors.
+
+    In order: device-to-device spread (each device's conductance scaled by ``1 + d2d_sigma * N``),
+    programming noise (``+ programming_sigma * g_max * N``), clipping to ``[g_min, g_max]``, then
+    stuck-at faults (a fraction ``stuck_off`` of devices reads ``g_min``, ``stuck_on`` reads
+    ``g_max``, whatever was written). Devices with target 0 S (not programmed: the idle side of
+    the ``clip`` mapping) are left at 0 S.
+
+    Args:
+        g: target conductances, siemens.
+        g_min, g_max: the device's range, siemens.
+        programming_sigma: relative to ``g_max``, >= 0.
+        d2d_sigma: relative spread, >= 0.
+        stuck_off, stuck_on: fractions of devices, summing to at most 1.
+        generator: source of the random draws (same seed, same conductances).
+
+    Returns:
+        The programmed conductances (a new tensor), siemens.
+    """
+    if programming_sigma == d2d_sigma == stuck_off == stuck_on == 0:
+        return g.clone()
+    used = g > 0
+    out = g.clone()
+    if d2d_sigma > 0:
+        out = out * (1 + d2d_sigma * _normal(g.shape, g, generator))
+    if programming_sigma > 0:
+        out = out + programming_sigma * g_max * _normal(g.shape, g, generator)
+    out = out.clamp(g_min, g_max)
+    if stuck_off > 0 or stuck_on > 0:
+        u = torch.rand(g.shape, generator=generator, dtype=g.dtype, device=g.device)
+        out = torch.where(u < stuck_off, torch.full_like(out, g_min), out)
+        out = torch.where((u >= stuck_off) & (u < stuck_off + stuck_on), torch.full_like(out, g_max), out)
+    return torch.where(used, out, g)
