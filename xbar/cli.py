@@ -7,6 +7,7 @@ Usage::
     xbar devices validate FILE [FILE...] # ok/error per file; exit status 1 on any error
     xbar reproduce [--quick]             # the whole EE 518 study: results, plots, report
     xbar train | sweep {timesteps,rates} | constrain | energy   # one step of the study
+    xbar bench [--samples N] [--timesteps T...] [--device cpu|cuda]   # speed side by side
 
 The parser is built by :func:`build_parser`; each command group adds itself with an
 ``_add_<group>_parser(subparsers)`` helper and every leaf command sets ``func=``, which
@@ -199,6 +200,51 @@ def _add_study_parsers(subparsers: Any) -> None:
     p.set_defaults(func=_cmd_study)
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    """Run the side-by-side speed benchmarks and print the table (see :mod:`xbar.bench`)."""
+    import torch
+
+    from xbar.bench import format_result, run_bench
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        _error("--device cuda: no CUDA device is available")
+        return 1
+    for name in ("samples", "repeats", "bptt_steps"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            _error(f"--{name.replace('_', '-')}: must be >= 1, got {value}")
+            return 2
+    if min(args.timesteps) < 1:
+        _error(f"--timesteps: must be >= 1, got {min(args.timesteps)}")
+        return 2
+    result = run_bench(samples=args.samples, timesteps=tuple(args.timesteps), device=args.device,
+                       repeats=args.repeats, bptt_steps=args.bptt_steps, progress=not args.quiet)
+    print(format_result(result))
+    return 0
+
+
+def _add_bench_parser(subparsers: Any) -> None:
+    """Add the ``bench`` command (speed against spikingjelly and a plain torch loop).
+
+    Args:
+        subparsers: the object returned by ``ArgumentParser.add_subparsers``.
+    """
+    p = subparsers.add_parser(
+        "bench", help="speed side by side: xbar, spikingjelly, a plain torch loop",
+        description="Time the MNIST 784-100-10 converted network (xbar with seed-4bit crossbars "
+                    "and an energy meter, xbar float, spikingjelly's converter, a torch loop) "
+                    "and one BPTT step; print times, ratios, accuracies and peak memory.")
+    p.add_argument("--samples", type=int, default=None, metavar="N",
+                   help="MNIST test images (default $XBAR_BENCH_SAMPLES or 10000)")
+    p.add_argument("--timesteps", type=int, nargs="+", default=[8, 32, 128], metavar="T",
+                   help="simulation lengths (default 8 32 128)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device (default cpu)")
+    p.add_argument("--repeats", type=int, default=3, metavar="R", help="timed rounds, best kept (default 3)")
+    p.add_argument("--bptt-steps", type=int, default=10, metavar="S", help="BPTT steps per round (default 10)")
+    p.add_argument("--quiet", action="store_true", help="print only the table")
+    p.set_defaults(func=_cmd_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``xbar`` argument parser with every command group.
 
@@ -211,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_devices_parser(subparsers)
     _add_study_parsers(subparsers)
+    _add_bench_parser(subparsers)
     return parser
 
 

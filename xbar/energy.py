@@ -18,10 +18,19 @@ For each read of a layer with row drive ``x`` (DESIGN.md, "Physical model"):
 Counts add over timesteps and batches; :meth:`EnergyMeter.report` divides them by the number of
 samples seen (per-sample figures). Float (non-crossbar) layers are charged as if programmed on
 the meter's device.
+
+Cost: the counts are reductions of the input that stay on the device (float64 tensors, read
+out by :meth:`EnergyMeter.report`). Inside a :class:`~xbar.SpikingNetwork` the network tells
+the meter what it already knows (:func:`attach_observer`, :class:`InputStats`): that an input
+is binary (from a Poisson encoder or an IF layer: no binary check, one column sum), the spike
+counts of Poisson events fed straight into the first layer, and, when the output layer runs
+once on the time-mean of the spikes, the counts of the ``T`` reads it stands for. The counts
+equal those of the step-by-step run (``tests/test_fast.py``).
 """
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -163,22 +172,101 @@ class EnergyReport:
         return self.table()
 
 
+# -- the network's side: fast paths report what they skip ------------------------------
+
+@dataclass
+class InputStats:
+    """What a metered synaptic module's input looked like over the reads it stands for.
+
+    Attributes:
+        reads: number of reads (rows of the step-by-step input, ``T * B``).
+        binary: the input is known to hold only zeros and ones.
+        nz: float64 count of non-zero inputs per input position, summed over the reads,
+            shape ``[*in_shape]``; None: the meter counts them from the input it sees.
+    """
+
+    reads: int
+    binary: bool = True
+    nz: torch.Tensor | None = None
+
+
+_OBSERVERS: "weakref.WeakKeyDictionary[nn.Module, list[Any]]" = weakref.WeakKeyDictionary()
+
+
+def attach_observer(body: nn.Module, observer: Any) -> None:
+    """Let ``observer`` (an :class:`EnergyMeter`) hear about the fast-path calls of ``body``
+    (the stages of a :class:`~xbar.SpikingNetwork`, :mod:`xbar.snn`).
+
+    The observer provides ``observer_hook_ids(module) -> set[int]``,
+    ``expect_input(module, stats | None)``, ``record_synaptic(module, stats)`` and
+    ``record_neuron(module, updates, spikes)``.
+    """
+    lst = _OBSERVERS.setdefault(body, [])
+    if observer not in lst:
+        lst.append(observer)
+
+
+def detach_observer(body: nn.Module, observer: Any) -> None:
+    """Undo :func:`attach_observer`."""
+    lst = _OBSERVERS.get(body, [])
+    if observer in lst:
+        lst.remove(observer)
+
+
 class _Counter:
-    """Accumulators of one metered module (float64, summed over every call)."""
+    """Accumulators of one metered module (float64 tensors or floats, summed over every call).
+
+    Values stay on the module's device until read, so metering never waits for the device.
+    """
 
     def __init__(self, name: str, kind: str) -> None:
         self.name = name
         self.kind = kind
-        self.values: dict[str, float] = {}
+        self.values: dict[str, torch.Tensor | float] = {}
         self.ann_macs_per_sample = 0.0
-        self.cache: dict[Any, tuple[torch.Tensor, torch.Tensor, float]] = {}
+        self.cache: dict[Any, tuple[torch.Tensor, torch.Tensor, float, float]] = {}
 
     def add(self, key: str, value: torch.Tensor | float) -> None:
-        self.values[key] = self.values.get(key, 0.0) + float(value)
+        self.values[key] = self.values.get(key, 0.0) + value
+
+    def floats(self) -> dict[str, float]:
+        """The accumulated values as Python floats."""
+        return {k: float(v) for k, v in self.values.items()}
 
 
 def _short_name(name: str) -> str:
     return name.replace("body.stages.", "").replace(".layer", "") or "model"
+
+
+def _column_sum(flat: torch.Tensor) -> torch.Tensor:
+    """Column sums of binary ``flat [R, n]`` as float64, exact (float32 sums of at most
+    ``2**24`` ones are exact; longer inputs are summed in float64)."""
+    if flat.shape[0] < 2 ** 24:
+        return flat.sum(0).to(torch.float64)
+    return flat.to(torch.float64).sum(0)
+
+
+def _row_chunks(flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``flat [R, ...]`` in row blocks of about ``2**19`` elements on the CPU (small temporaries
+    are reused by the allocator instead of being faulted in), whole elsewhere."""
+    if flat.device.type != "cpu":
+        return (flat,)
+    return flat.split(max(1, (1 << 19) // max(1, flat[0].numel())))
+
+
+def _is_binary(flat: torch.Tensor) -> bool:
+    """Every entry is exactly 0 or 1 (``x * (x - 1) == 0`` holds for no other float)."""
+    return not any(bool(torch.any(c * (c - 1.0))) for c in _row_chunks(flat))
+
+
+def _analog_stats(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per input position of ``flat [R, ...]``: non-zero count and sum of squares, float64."""
+    nz = torch.zeros(flat.shape[1:], dtype=torch.float64, device=flat.device)
+    sq = torch.zeros_like(nz)
+    for c in _row_chunks(flat):
+        nz += (c != 0).sum(0)
+        sq += c.to(torch.float64).square().sum(0)
+    return nz, sq
 
 
 class EnergyMeter:
@@ -195,6 +283,12 @@ class EnergyMeter:
         with EnergyMeter(snn, dev) as meter:
             snn(images)
         report = meter.report()
+
+    Inside a :class:`~xbar.SpikingNetwork` the meter also listens to the network's fast paths
+    (:func:`attach_observer`): when the network knows an input is binary, computes the
+    output layer once on the time-mean of the spikes, or feeds Poisson events straight into the
+    first layer, it tells the meter what the step-by-step run would have shown it, so the counts
+    are those of the step-by-step run.
     """
 
     def __init__(self, model: nn.Module, device: DeviceProfile | str | None = None) -> None:
@@ -204,6 +298,9 @@ class EnergyMeter:
             device = first.profile if first is not None else None
         self.device = _resolve_profile(device)
         self._handles: list[Any] = []
+        self._hook_ids: dict[nn.Module, set[int]] = {}
+        self._bodies: list[nn.Module] = []
+        self._hints: dict[nn.Module, Any] = {}
         self._counters: dict[nn.Module, _Counter] = {}
         self.samples = 0
 
@@ -215,30 +312,42 @@ class EnergyMeter:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
+    def _hook(self, module: nn.Module, handle: Any) -> None:
+        self._handles.append(handle)
+        self._hook_ids.setdefault(module, set()).add(handle.id)
+
     def start(self) -> None:
         """Register the hooks (done by ``with``)."""
         if self._handles:
             return
-        from .snn import SpikingNetwork
+        from .snn import SpikingNetwork, _Body
 
         top = self.model.body if isinstance(self.model, SpikingNetwork) else self.model
         batch_dim = 1 if isinstance(self.model, SpikingNetwork) else 0
-        self._handles.append(top.register_forward_pre_hook(
+        self._hook(top, top.register_forward_pre_hook(
             lambda _m, args: self._count_samples(args, batch_dim)))
         for name, module in self.model.named_modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
                 kind = "conv2d" if isinstance(module, nn.Conv2d) else "linear"
                 self._counters.setdefault(module, _Counter(_short_name(name), kind))
-                self._handles.append(module.register_forward_hook(self._synaptic_hook))
+                self._hook(module, module.register_forward_hook(self._synaptic_hook))
             elif isinstance(module, IFNeuron):
                 self._counters.setdefault(module, _Counter(_short_name(name), "if"))
-                self._handles.append(module.register_forward_hook(self._neuron_hook))
+                self._hook(module, module.register_forward_hook(self._neuron_hook))
+            elif isinstance(module, _Body):
+                attach_observer(module, self)
+                self._bodies.append(module)
 
     def stop(self) -> None:
         """Remove every hook this meter registered (done on leaving ``with``)."""
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        self._hook_ids.clear()
+        self._hints.clear()
+        for body in self._bodies:
+            detach_observer(body, self)
+        self._bodies.clear()
 
     def reset(self) -> None:
         """Zero every count; metering goes on if active."""
@@ -246,11 +355,36 @@ class EnergyMeter:
         for c in self._counters.values():
             c.values.clear()
 
+    # -- the network's side (xbar.snn observer protocol) ---------------------------------------
+    def observer_hook_ids(self, module: nn.Module) -> set[int]:
+        """Ids of the hooks this meter registered on ``module``."""
+        return self._hook_ids.get(module, set())
+
+    def expect_input(self, module: nn.Module, stats: Any) -> None:
+        """Describe the input of ``module``'s next call (an :class:`InputStats`), or
+        clear the description with None."""
+        if stats is None:
+            self._hints.pop(module, None)
+        elif module in self._counters:
+            self._hints[module] = stats
+
+    def record_synaptic(self, module: nn.Module | None, stats: Any) -> None:
+        """Count reads of ``module`` that the network computed without calling it."""
+        if module in self._counters and stats is not None and stats.nz is not None:
+            self._record(module, stats.nz, None, stats.reads, stats.binary)
+
+    def record_neuron(self, module: nn.Module, updates: int, spikes: torch.Tensor | float) -> None:
+        """Count an IF layer's updates and spikes that the network computed without calling it."""
+        if module in self._counters:
+            if isinstance(spikes, torch.Tensor):
+                spikes = spikes.to(torch.float64)
+            self._add_neuron(self._counters[module], float(updates), spikes)
+
     # -- hooks -------------------------------------------------------------------------------
     def _count_samples(self, args: tuple, batch_dim: int) -> None:
-        x = args[0]
-        if isinstance(x, torch.Tensor) and x.dim() > batch_dim:
-            self.samples += int(x.shape[batch_dim])
+        shape = getattr(args[0], "shape", None) if args else None
+        if shape is not None and len(shape) > batch_dim:
+            self.samples += int(shape[batch_dim])
 
     def _conductance_sum(self, module: nn.Module) -> torch.Tensor:
         """``G+ + G-`` of every device pair, siemens, weight-shaped."""
@@ -263,60 +397,85 @@ class EnergyMeter:
         g = map_weights(module.weight.detach(), dev.g_min, dev.g_max, states, dev.on_off_ratio)
         return g.g_pos + g.g_neg
 
-    def _feed_maps(self, module: nn.Module, x: torch.Tensor, c: _Counter):
-        """Per-input-position fan-out and conductance sum it drives; cached per input shape."""
-        key = (tuple(x.shape[1:]), module.weight._version, getattr(module, "_stamp", None),
+    def _feed_maps(self, module: nn.Module, in_shape: tuple[int, ...], device: torch.device,
+                   c: _Counter) -> tuple[torch.Tensor, torch.Tensor, float, float]:
+        """Per-input-position fan-out and the conductance sum it drives (float64), outputs per
+        read and ANN MACs per sample; cached per input shape and programming."""
+        key = (tuple(in_shape), module.weight._version, getattr(module, "_stamp", None),
                getattr(module, "_drift_t", None))
         hit = c.cache.get(key)
         if hit is not None:
             return hit
         with torch.no_grad():
-            gsum = self._conductance_sum(module).to(x.dtype)
+            dt = module.weight.dtype
+            gsum = self._conductance_sum(module).to(dt)
             if isinstance(module, nn.Linear):
-                fan_out = torch.full((x.shape[-1],), float(module.out_features), dtype=x.dtype, device=x.device)
+                fan_out = torch.full((in_shape[-1],), float(module.out_features), dtype=dt, device=device)
                 g_feed = gsum.sum(0)
                 outputs = float(module.out_features)
             else:
-                out_hw = _conv_out_hw(module, x.shape[-2:])
-                ones = torch.ones(1, module.out_channels, *out_hw, dtype=x.dtype, device=x.device)
-                fan_out = _conv_feed(module, ones, torch.ones_like(gsum), x.shape[-2:])
-                g_feed = _conv_feed(module, ones, gsum, x.shape[-2:])
+                out_hw = _conv_out_hw(module, in_shape[-2:])
+                ones = torch.ones(1, module.out_channels, *out_hw, dtype=dt, device=device)
+                fan_out = _conv_feed(module, ones, torch.ones_like(gsum), in_shape[-2:])
+                g_feed = _conv_feed(module, ones, gsum, in_shape[-2:])
                 outputs = float(module.out_channels * out_hw[0] * out_hw[1])
+        fan_out, g_feed = fan_out.to(torch.float64), g_feed.to(device=device, dtype=torch.float64)
         c.cache.clear()
-        c.cache[key] = (fan_out, g_feed, outputs)
+        c.cache[key] = (fan_out, g_feed, outputs, float(fan_out.sum()))
         return c.cache[key]
+
+    @staticmethod
+    def _in_shape(module: nn.Module, nz_or_x_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of one read's input: ``(in_features,)`` or the conv input ``(C, H, W)``."""
+        if isinstance(module, nn.Linear):
+            return (module.in_features,)
+        return tuple(nz_or_x_shape[-3:])
 
     @torch.no_grad()
     def _synaptic_hook(self, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
         x = args[0].detach()
+        hint = self._hints.pop(module, None)
+        flat = x.reshape(-1, *self._in_shape(module, tuple(x.shape)))
+        if hint is not None:
+            nz = hint.nz if hint.nz is not None else _column_sum(flat)
+            self._record(module, nz, None, hint.reads, hint.binary)
+            return
+        if _is_binary(flat):  # the column sums are the non-zero counts
+            self._record(module, _column_sum(flat), None, flat.shape[0], True)
+        else:
+            self._record(module, *_analog_stats(flat), flat.shape[0], False)
+
+    def _record(self, module: nn.Module, nz: torch.Tensor, sq: torch.Tensor | None, reads: int,
+                binary: bool) -> None:
+        """Add ``reads`` reads of ``module``: ``nz`` non-zero inputs per input position (and
+        ``sq``, the sum of squared drives, when the input is analog), summed over the reads."""
         c = self._counters[module]
-        fan_out, g_feed, outputs = self._feed_maps(module, x, c)
+        nz = nz.to(torch.float64)
+        fan_out, g_feed, outputs, ann_macs = self._feed_maps(
+            module, self._in_shape(module, tuple(nz.shape)), nz.device, c)
+        nz = nz.reshape(fan_out.shape)
+        sq = nz if sq is None else sq.reshape(fan_out.shape)
         dev = self.device
-        flat = x.reshape(-1, *fan_out.shape)
-        nz = (flat != 0).to(x.dtype).sum(0)
-        binary = bool(((flat == 0) | (flat == 1)).all())
-        ops = float((nz * fan_out).sum())
+        ops = (nz * fan_out).sum()
         c.add("input_events", nz.sum())
         c.add("acs" if binary else "macs", ops)
-        sq = nz if binary else (flat * flat).sum(0)
-        read_j = dev.read_time * dev.read_voltage ** 2 * float((sq * g_feed).sum())
-        c.add("crossbar_j", read_j)
-        reads = flat.shape[0]
+        c.add("crossbar_j", dev.read_time * dev.read_voltage ** 2 * (sq * g_feed).sum())
         c.add("adc_conversions", reads * outputs)
         c.add("adc_j", reads * outputs * dev.adc_pj * _PJ)
-        c.add("digital_snn_j", ops * (dev.digital_ac_pj if binary else dev.digital_mac_pj) * _PJ)
-        c.ann_macs_per_sample = float(fan_out.sum())
+        c.add("digital_snn_j", ops * ((dev.digital_ac_pj if binary else dev.digital_mac_pj) * _PJ))
+        c.ann_macs_per_sample = ann_macs
 
-    @torch.no_grad()
-    def _neuron_hook(self, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
-        c = self._counters[module]
+    def _add_neuron(self, c: _Counter, updates: float, spikes: torch.Tensor | float) -> None:
         dev = self.device
-        updates = float(args[0].numel())
-        spikes = float(out.detach().sum())
         c.add("neuron_updates", updates)
         c.add("spikes", spikes)
         c.add("neuron_j", updates * dev.neuron_update_pj * _PJ)
-        c.add("spike_j", spikes * dev.spike_pj * _PJ)
+        c.add("spike_j", spikes * (dev.spike_pj * _PJ))
+
+    @torch.no_grad()
+    def _neuron_hook(self, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
+        self._add_neuron(self._counters[module], float(args[0].numel()),
+                         out.detach().sum(dtype=torch.float64))
 
     # -- results -----------------------------------------------------------------------------
     def raw_totals(self) -> dict[str, float]:
@@ -327,7 +486,7 @@ class EnergyMeter:
         """
         out = {"input_events": 0.0, "acs": 0.0, "macs": 0.0, "joules": 0.0}
         for c in self._counters.values():
-            v = c.values
+            v = c.floats()
             for key in ("input_events", "acs", "macs"):
                 out[key] += v.get(key, 0.0)
             out["joules"] += sum(v.get(k, 0.0) for k in ("crossbar_j", "adc_j", "neuron_j", "spike_j"))
@@ -339,7 +498,7 @@ class EnergyMeter:
         layers = []
         for c in self._counters.values():
             layer = LayerEnergy(name=c.name, kind=c.kind)
-            for key, value in c.values.items():
+            for key, value in c.floats().items():
                 setattr(layer, key, value * per)
             if c.kind != "if" and c.values:
                 layer.ann_macs = c.ann_macs_per_sample

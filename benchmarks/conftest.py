@@ -1,0 +1,18 @@
+"""Shared fixtures of the speed benchmarks (run with ``pytest benchmarks``; not collected by the
+default ``pytest`` run, whose ``testpaths`` is ``tests``).
+
+``XBAR_BENCH_SAMPLES`` sets the number of MNIST test images (default 10000). The MLP is trained
+once (one epoch) and cached under ``<xbar cache>/bench/``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from xbar.bench import Setup, load_setup
+
+
+@pytest.fixture(scope="session")
+def setup() -> Setup:
+    """MNIST test images in batches of 1000 and the trained 784-100-10 MLP, on the CPU."""
+    return load_setup()
