@@ -185,9 +185,10 @@ def plot_accuracy_vs_timesteps(results: Mapping[str, Any], out_dir: Path) -> str
     axes[0].plot([], [], marker="*", markersize=12, color="grey", markeredgecolor="black",
                  linestyle="none", label="best T (chosen on validation)")
     axes[0].legend(fontsize=8, loc="best")
-    seeds = len(results.get("seeds") or [])
-    band = "; shaded: min-max over seeds" if seeds > 1 else ""
-    fig.suptitle(f"SNN accuracy vs timesteps (mean over {max(seeds, 1)} seed(s){band})")
+    seeds = len({r.get("seed") for d in modes.values() for r in d["timesteps"]})
+    band = f"mean over {seeds} seeds; shaded: min-max" if seeds > 1 else "one seed"
+    fig.suptitle(f"SNN accuracy vs timesteps ({band}; max firing rate "
+                 f"{(results.get('config') or {}).get('encoder', {}).get('max_rate', 1.0)})")
     return _save(fig, out_dir, "accuracy_vs_timesteps")
 
 
@@ -433,7 +434,8 @@ def plot_ann_training(results: Mapping[str, Any], out_dir: Path) -> str | None:
         ax.set_ylabel("test accuracy (%)")
         ax.set_title("Surrogate-gradient SNN training (test accuracy)")
         _percent_axis(ax)
-        ax.legend(fontsize=7, loc="best")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="best")
     return _save(fig, out_dir, "ann_training")
 
 
