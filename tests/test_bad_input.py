@@ -192,7 +192,7 @@ CASES = [
     ("calibration missing", _calib(None), ValueError, r"^calibration: norm='max' needs calibration data"),
     ("calibration empty list", _calib([]), ValueError, r"^calibration: the loader yielded no samples"),
     ("calibration empty tensor", _calib(torch.rand(0, 1, 4, 4)),
-     ValueError, r"^calibration: the loader yielded no samples"),
+     ValueError, r"^calibration: the batch is empty"),
     ("calibration empty loader", _calib(_empty_loader()), ValueError, r"^calibration: the loader yielded no samples"),
     ("calibration empty spike-norm", _calib([], "spike-norm"),
      ValueError, r"^calibration: the loader yielded no samples"),

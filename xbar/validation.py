@@ -324,6 +324,8 @@ def check_network_input(stages: Iterable[nn.Module], x: Any, name: str, leading:
     if x.dim() <= leading:
         raise ValueError(f"{name}: expected shape {lead}...] with at least {leading + 1} dimensions, "
                          f"got {shape_str(x.shape)}")
+    if x.shape[leading - 1] == 0:
+        raise ValueError(f"{name}: the batch is empty (shape {shape_str(x.shape)}); give at least one sample")
     layer, flattened = first_synaptic(stages)
     sample = tuple(x.shape[leading:])
     if isinstance(layer, nn.Conv2d):
