@@ -14,6 +14,7 @@ the spikes at rate ``r`` are ``u < r * pixel`` (again common random numbers acro
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack, contextmanager
 from typing import Iterable, Iterator
 
 import torch
@@ -71,6 +72,13 @@ class TensorLoader:
                 yield self.images[idx], self.labels[idx]
 
 
+@contextmanager
+def _metering(nets: dict[str, SpikingNetwork], device: xbar.DeviceProfile) -> Iterator[dict[str, xbar.EnergyMeter]]:
+    """One active :class:`~xbar.EnergyMeter` per network, all removed on exit."""
+    with ExitStack() as stack:
+        yield {n: stack.enter_context(xbar.EnergyMeter(net, device)) for n, net in nets.items()}
+
+
 def _boundaries(checkpoints: list[int], chunk: int) -> list[int]:
     t_max = max(checkpoints)
     return sorted(set(checkpoints) | set(range(chunk, t_max, chunk)))
@@ -105,11 +113,8 @@ def timestep_sweep(nets: dict[str, SpikingNetwork], loader: Iterable, checkpoint
     keys = ("correct", "acs", "joules", "wall_s")
     acc = {n: {t: dict.fromkeys(keys, 0.0) for t in checkpoints} for n in nets}
     spikes_at = dict.fromkeys(checkpoints, 0.0)
-    meters = {n: xbar.EnergyMeter(net, device) for n, net in nets.items()}
-    for m in meters.values():
-        m.start()
     samples = 0
-    try:
+    with _metering(nets, device) as meters:
         for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
             samples += int(y.shape[0])
             base = {n: m.raw_totals() for n, m in meters.items()}
@@ -141,9 +146,6 @@ def timestep_sweep(nets: dict[str, SpikingNetwork], loader: Iterable, checkpoint
                 t_prev = b
             for net in nets.values():
                 net.reset()
-    finally:
-        for m in meters.values():
-            m.stop()
     out: dict[str, list[dict]] = {}
     for n in nets:
         out[n] = [{"T": t, "acc": r["correct"] / samples, "input_spikes": spikes_at[t] / samples,
@@ -166,11 +168,8 @@ def rate_sweep(nets: dict[str, SpikingNetwork], loader: Iterable, timesteps: int
     gen = torch.Generator().manual_seed(seed)
     stats = {n: {r: [0.0, 0.0, 0.0] for r in rates} for n in nets}
     spikes_at = dict.fromkeys(rates, 0.0)
-    meters = {n: xbar.EnergyMeter(net, device) for n, net in nets.items()}
-    for m in meters.values():
-        m.start()
     samples = 0
-    try:
+    with _metering(nets, device) as meters:
         for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
             samples += int(y.shape[0])
             u = torch.rand((timesteps, *x.shape), generator=gen, dtype=x.dtype)
@@ -182,8 +181,5 @@ def rate_sweep(nets: dict[str, SpikingNetwork], loader: Iterable, timesteps: int
                     pred = net.run(s).argmax(1)
                     stats[n][r][0] += float((pred == y).sum())
                     stats[n][r][1] += meters[n].raw_totals()["acs"] - before
-    finally:
-        for m in meters.values():
-            m.stop()
     return {n: [{"rate": r, "acc": v[0] / samples, "input_spikes": spikes_at[r] / samples,
                  "acs": v[1] / samples} for r, v in stats[n].items()] for n in nets}
