@@ -595,7 +595,6 @@ def _hybrid_observation(results: Mapping[str, Any]) -> list[str]:
         h = _num((modes.get(hybrid, {}).get("headline") or {}).get("test_acc_mean"))
         b = _num((modes.get(base, {}).get("headline") or {}).get("test_acc_mean"))
         if h is not None and b is not None and h < b:
-            out.append(f"- **{hybrid}** ({pct(h)}) is below the `{base}` conversion it starts from "
-                       f"({pct(b)}): BPTT finetuning at the training T of this configuration lowered "
-                       "accuracy instead of raising it; the conversion alone is the better choice here.")
+            out.append(f"- **{hybrid}** ({pct(h)}) is below the `{base}` conversion it starts from ({pct(b)}): "
+                       "BPTT finetuning at this configuration's training T lowered accuracy; keep the conversion.")
     return out + ([""] if out else [])

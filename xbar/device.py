@@ -146,23 +146,14 @@ _Check = Callable[[Any, str, str], Any]
 # YAML section -> YAML key -> (DeviceProfile attribute, check, SI value per YAML unit).
 # `conductance` is parsed by hand (it has alternatives); every other section is table-driven.
 _SECTIONS: dict[str, dict[str, tuple[str, _Check, float]]] = {
-    "read": {
-        "voltage_v": ("read_voltage", _positive, 1.0),
-        "pulse_ns": ("read_time", _positive, 1e-9),
-    },
+    "read": {"voltage_v": ("read_voltage", _positive, 1.0), "pulse_ns": ("read_time", _positive, 1e-9)},
     "noise": {
         "programming_sigma": ("programming_sigma", _nonneg, 1.0),
         "read_sigma": ("read_sigma", _nonneg, 1.0),
         "d2d_sigma": ("d2d_sigma", _nonneg, 1.0),
     },
-    "faults": {
-        "stuck_off": ("stuck_off", _fraction, 1.0),
-        "stuck_on": ("stuck_on", _fraction, 1.0),
-    },
-    "drift": {
-        "nu": ("drift_nu", _nonneg, 1.0),
-        "t0_s": ("drift_t0", _positive, 1.0),
-    },
+    "faults": {"stuck_off": ("stuck_off", _fraction, 1.0), "stuck_on": ("stuck_on", _fraction, 1.0)},
+    "drift": {"nu": ("drift_nu", _nonneg, 1.0), "t0_s": ("drift_t0", _positive, 1.0)},
     "periphery": {
         "adc_bits": ("adc_bits", _bits, 1.0),
         "dac_bits": ("dac_bits", _bits, 1.0),
