@@ -9,9 +9,10 @@ from torch import nn
 
 import xbar
 import xbar.encoding as encoding
+from reference import step_by_step
 from xbar.neurons import if_scan, if_step
-from xbar.train import set_surrogate
 from xbar.snn import _IFScanFunction, _scan
+from xbar.train import set_surrogate
 
 # -- helpers --------------------------------------------------------------------------------
 
@@ -34,22 +35,6 @@ def _dyadic_snn(timesteps: int = 8, seed: int = 0, bias: bool = False) -> xbar.S
     for neuron in snn.neurons():
         neuron.threshold.fill_(0.75)
     return snn
-
-
-def _step_by_step(snn: xbar.SpikingNetwork, x_seq: torch.Tensor) -> torch.Tensor:
-    """Reference: every stage one timestep at a time, outputs averaged over T."""
-    snn.sync_thresholds()
-    vs: dict[int, torch.Tensor] = {}
-    outs = []
-    for t in range(x_seq.shape[0]):
-        h = x_seq[t]
-        for i, stage in enumerate(snn.stages):
-            if isinstance(stage, xbar.IFNeuron):
-                h, vs[i] = if_step(h, vs.get(i, torch.zeros_like(h)), stage._threshold_for(h), stage.reset_mode)
-            else:
-                h = stage(h)
-        outs.append(h)
-    return torch.stack(outs).mean(0)
 
 
 def _images(n: int = 6, side: int = 4, seed: int = 0) -> torch.Tensor:
@@ -230,7 +215,7 @@ def test_forward_is_bitwise_the_step_by_step_run(bias):
         fast = snn(x)
         snn.encoder.generator.manual_seed(4)
         x_seq = snn.encoder(x, 8)
-        assert torch.equal(fast, _step_by_step(snn, x_seq))
+        assert torch.equal(fast, step_by_step(snn, x_seq))
         seq = snn.run(x_seq, return_sequence=True)
         assert seq.shape == (8, 6, 3) and torch.equal(seq.mean(0), fast)
 
@@ -248,7 +233,7 @@ def test_forward_matches_run_on_trained_style_weights(device):
         fast = snn(x)
         snn.encoder.generator.manual_seed(1)
         x_seq = snn.encoder(x, 16)
-        assert torch.allclose(fast, _step_by_step(snn, x_seq), rtol=1e-5, atol=1e-6)
+        assert torch.allclose(fast, step_by_step(snn, x_seq), rtol=1e-5, atol=1e-6)
 
 
 def test_cnn_forward_and_hooked_first_layer_fall_back_correctly():
@@ -260,7 +245,7 @@ def test_cnn_forward_and_hooked_first_layer_fall_back_correctly():
     with torch.no_grad():
         fast = snn(x)
         snn.encoder.generator.manual_seed(2)
-        assert torch.allclose(fast, _step_by_step(snn, snn.encoder(x, 6)), rtol=1e-5, atol=1e-6)
+        assert torch.allclose(fast, step_by_step(snn, snn.encoder(x, 6)), rtol=1e-5, atol=1e-6)
     mlp = _dyadic_snn(5)
     seen = []
     mlp.stages[1].register_forward_hook(lambda m, a, o: seen.append(a[0].shape))
