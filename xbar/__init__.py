@@ -25,6 +25,8 @@ _LAZY = {
     "IFNeuron": "neurons", "if_scan": "neurons", "if_step": "neurons",
     "CurrentReadout": "snn", "SpikingNetwork": "snn",
     "drift": "nonideal",
+    "calibrate_periphery": "periphery",
+    "hardware_aware_finetune": "train",
     "save": "checkpoint", "load": "checkpoint", "CheckpointError": "checkpoint",
 }
 
@@ -46,7 +48,8 @@ __version__ = "0.1.0"
 __all__ = [
     "ConstantEncoder", "CrossbarConv2d", "CrossbarLinear", "CurrentReadout", "DeviceProfile",
     "DeviceProfileError", "EnergyMeter", "EnergyReport", "IFNeuron", "LayerEnergy", "NORMS",
-    "PoissonEncoder", "SpikingNetwork", "flatten_sequential", "if_scan", "if_step",
+    "PoissonEncoder", "SpikingNetwork", "calibrate_periphery", "drift", "flatten_sequential",
+    "hardware_aware_finetune", "if_scan", "if_step",
     "list_devices", "load_device", "map_weights", "snap", "to_crossbar", "to_snn", "unmap",
     "__version__",
 ]

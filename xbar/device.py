@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import yaml
 
+from .device_fields import (DeviceProfileError, _bits, _canon, _count, _describe, _fraction, _integer,
+                            _nonneg, _number, _positive, _text)
+
 if TYPE_CHECKING:
     import torch
 
@@ -35,110 +38,9 @@ __all__ = ["DeviceProfile", "DeviceProfileError", "list_devices", "load_device",
 
 SCHEMA_VERSION = 1
 MAX_LEVELS = 65536  # largest state table a profile may ask for
-MAX_BITS = 32  # largest ADC/DAC resolution a profile may ask for
 _AGREE_RTOL = 1e-6  # g_max_us / on_off_ratio given beside states_us must agree this closely
 _SPACINGS = ("linear", "log")
 _PACKAGE = "xbar.devices"
-
-
-class DeviceProfileError(ValueError):
-    """A device profile is malformed: names the file and the offending field.
-
-    Args:
-        path: the file (or ``"<dict>"``-style label) the profile came from.
-        field: dotted YAML key, e.g. ``"conductance.on_off_ratio"``, or ``"<yaml>"`` /
-            ``"<document>"`` / ``"<file>"`` for problems that belong to no single key.
-        reason: what is wrong, e.g. ``"must be > 1, got 0.5"``.
-    """
-
-    def __init__(self, path: str, field: str, reason: str) -> None:
-        self.path = str(path)
-        self.field = field
-        self.reason = " ".join(str(reason).split())
-        shown = [_printable(self.path), _printable(field), _printable(self.reason)]
-        super().__init__(": ".join(shown))
-
-    def __reduce__(self) -> tuple[type[DeviceProfileError], tuple[str, str, str]]:
-        return (type(self), (self.path, self.field, self.reason))
-
-
-def _printable(text: str) -> str:
-    """``text`` with control characters escaped, so an error message stays on one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _canon(x: float) -> float:
-    """Round to 12 significant digits, so unit conversions (µS <-> S) round-trip exactly."""
-    return float(f"{x:.12g}")
-
-
-# ---------------------------------------------------------------------------------------------
-# Value checks (shared by the YAML parser and the dataclass).  Each takes the raw value, the
-# path and dotted field for error messages, and returns the converted value.
-
-def _describe(value: Any) -> str:
-    text = repr(value)
-    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
-
-
-def _number(value: Any, path: str, where: str) -> float:
-    """A finite float from an int, a float, or a string holding a float (YAML 1.1 ``1e-6``)."""
-    if isinstance(value, bool):
-        raise DeviceProfileError(path, where, f"must be a number, got boolean {value!r}")
-    if isinstance(value, (int, float)):
-        try:
-            out = float(value)
-        except OverflowError:
-            raise DeviceProfileError(path, where, "number out of range") from None
-    elif isinstance(value, str):
-        try:
-            out = float(value.strip())
-        except ValueError:
-            raise DeviceProfileError(path, where, f"must be a number, got {_describe(value)}") from None
-    else:
-        raise DeviceProfileError(path, where, f"must be a number, got {_describe(value)}")
-    if not math.isfinite(out):
-        raise DeviceProfileError(path, where, f"must be finite, got {_describe(value)}")
-    return out
-
-
-def _bounded(value: Any, path: str, where: str, low: float, strict: bool, high: float | None) -> float:
-    out = _number(value, path, where)
-    if out < low or (strict and out == low):
-        raise DeviceProfileError(path, where, f"must be {'>' if strict else '>='} {low:g}, got {out!r}")
-    if high is not None and out > high:
-        raise DeviceProfileError(path, where, f"must be a fraction in [{low:g}, {high:g}], got {out!r}")
-    return out
-
-
-_positive = functools.partial(_bounded, low=0.0, strict=True, high=None)
-_nonneg = functools.partial(_bounded, low=0.0, strict=False, high=None)
-_fraction = functools.partial(_bounded, low=0.0, strict=False, high=1.0)
-
-
-def _integer(value: Any, path: str, where: str, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise DeviceProfileError(path, where, f"must be an integer, got {_describe(value)}")
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"between {low} and {high}"
-        raise DeviceProfileError(path, where, f"must be {bound}, got {value}")
-    return int(value)
-
-
-def _bits(value: Any, path: str, where: str) -> int | None:
-    return None if value is None else _integer(value, path, where, 1, MAX_BITS)
-
-
-def _count(value: Any, path: str, where: str) -> int | None:
-    return None if value is None else _integer(value, path, where, 1)
-
-
-def _text(value: Any, path: str, where: str) -> str:
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise DeviceProfileError(path, where, f"must be a string, got {_describe(value)}")
-    return value
 
 
 _Check = Callable[[Any, str, str], Any]
@@ -159,6 +61,7 @@ _SECTIONS: dict[str, dict[str, tuple[str, _Check, float]]] = {
         "dac_bits": ("dac_bits", _bits, 1.0),
         "tile_rows": ("tile_rows", _count, 1.0),
         "tile_cols": ("tile_cols", _count, 1.0),
+        "wire_ohm": ("wire_ohm", _nonneg, 1.0),
     },
     "energy": {
         "adc_pj": ("adc_pj", _nonneg, 1.0),
@@ -235,6 +138,7 @@ class DeviceProfile:
     dac_bits: int | None = None                 # bits; None = ideal drive
     tile_rows: int | None = None                # rows per array; None = one array per layer
     tile_cols: int | None = None                # columns per array; None = one array per layer
+    wire_ohm: float = 0.0                       # ohms per wire segment (IR drop); 0 = none
     adc_pj: float = 0.0                         # picojoules per ADC conversion
     neuron_update_pj: float = 0.0               # picojoules per neuron update
     spike_pj: float = 0.0                       # picojoules per spike
@@ -331,6 +235,28 @@ class DeviceProfile:
         import torch
 
         return torch.tensor(self.states, dtype=dtype or torch.float32, device=device)
+
+    @property
+    def has_ideal_periphery(self) -> bool:
+        """True when reads need no periphery model: exact drive and readout, no read noise,
+        no IR drop (tiling alone changes nothing then)."""
+        return (self.adc_bits is None and self.dac_bits is None and self.read_sigma == 0
+                and self.wire_ohm == 0)
+
+    def ideal_periphery(self) -> DeviceProfile:
+        """A copy with ideal periphery: no ADC, no DAC, one array per layer, no IR drop.
+
+        The device's own figures (states, noise, faults, drift, energy) stay, so a study can
+        isolate device effects from periphery effects.
+        """
+        return self.replace(adc_bits=None, dac_bits=None, tile_rows=None, tile_cols=None,
+                            wire_ohm=0.0, name=f"{self.name}+ideal-periphery")
+
+    def ideal_devices(self) -> DeviceProfile:
+        """A copy with ideal devices: no programming, read or device-to-device noise, no stuck
+        devices, no drift. States, periphery and energy figures stay."""
+        return self.replace(programming_sigma=0.0, read_sigma=0.0, d2d_sigma=0.0, stuck_off=0.0,
+                            stuck_on=0.0, drift_nu=0.0, name=f"{self.name}+ideal-devices")
 
     def _table_is_generated(self) -> bool:
         return (self.states is not None and self.levels is not None

@@ -10,7 +10,8 @@ For each read of a layer with row drive ``x`` (DESIGN.md, "Physical model"):
   (output channel, output position) pairs input position ``i`` feeds;
 * crossbar read energy ``E = t_read * sum_i (x_i V_read)^2 * sum_j (G+_ij + G-_ij)``
   (for Conv2d summed over every output position's read);
-* ADC conversions: one per column output per read, times ``adc_pj``;
+* ADC conversions: one per column output per read and per array the column spans (a layer
+  tiled into ``n`` row tiles converts ``n`` partial sums per output), times ``adc_pj``;
 * IF layers: neuron updates times ``neuron_update_pj`` and spikes times ``spike_pj``;
 * digital comparison: ``ACs * digital_ac_pj + MACs * digital_mac_pj`` against the ANN's dense
   ``MACs * digital_mac_pj`` for one pass per sample (Horowitz 2014, 45 nm).
@@ -42,6 +43,7 @@ from .device import DeviceProfile
 from .layers import CROSSBAR_TYPES, _resolve_profile
 from .mapping import map_weights
 from .neurons import IFNeuron
+from .periphery import tile_count
 
 _PJ = 1e-12
 
@@ -419,6 +421,7 @@ class EnergyMeter:
                 fan_out = _conv_feed(module, ones, torch.ones_like(gsum), in_shape[-2:])
                 g_feed = _conv_feed(module, ones, gsum, in_shape[-2:])
                 outputs = float(module.out_channels * out_hw[0] * out_hw[1])
+            outputs *= tile_count(module.weight[0].numel(), self.device.tile_rows)  # an ADC per array
         fan_out, g_feed = fan_out.to(torch.float64), g_feed.to(device=device, dtype=torch.float64)
         c.cache.clear()
         c.cache[key] = (fan_out, g_feed, outputs, float(fan_out.sum()))

@@ -26,6 +26,7 @@ from torch import nn
 from .device import DeviceProfile, load_device, parse_device
 from .mapping import check_mapping, map_weights, unmap
 from .nonideal import drift_conductance, program_devices
+from .periphery import adc_quantize, dac_quantize, full_scale, ir_drop, tile_count, tile_view
 from .validation import (check_finite, check_layer_input, check_layer_output, check_number, check_scale,
                          check_states_fit, layer_label)
 
@@ -61,6 +62,11 @@ class _CrossbarMixin:
         self._stamp: tuple | None = None
         self._drift_t: float | None = None
         self.drift_compensation = 1.0
+        self.read_generator: torch.Generator | None = None
+        self.adc_range: torch.Tensor | None = None
+        self.dac_range: float | None = None
+        self._full_scale = torch.zeros(1, 1)
+        self._calibration: Any = None
         self.program()
 
     # -- device profile and mapping ------------------------------------------------------
@@ -99,7 +105,8 @@ class _CrossbarMixin:
 
         The device profile's programming errors apply (device-to-device spread, programming
         noise, clipping to the device range, stuck-at faults; see
-        :func:`xbar.nonideal.program_devices`). Read noise is not modelled yet.
+        :func:`xbar.nonideal.program_devices`). Read noise, the DAC/ADC and IR drop act on
+        every read (see :meth:`forward`).
 
         Args:
             generator: source of randomness for the programming errors (same seed, same
@@ -130,6 +137,9 @@ class _CrossbarMixin:
         self.scale.copy_(g.scale)
         self._drift_t, self.drift_compensation = None, 1.0
         self._refresh_effective()
+        self._full_scale = full_scale(self._rows_cols(self._w_eff), dev.tile_rows, dev.tile_cols).cpu()
+        if self.adc_range is not None and self.adc_range.shape != self._full_scale.shape:
+            self.adc_range = None  # the tiling changed: the old calibration does not apply
         self._stamp = self._current_stamp()
         return self
 
@@ -168,7 +178,69 @@ class _CrossbarMixin:
     @torch.no_grad()
     def _refresh_effective(self) -> None:
         g_pos, g_neg = self.read_conductances()
+        dev = self._profile
+        if dev.wire_ohm > 0:
+            g_pos, g_neg = (self._from_rows_cols(ir_drop(self._rows_cols(g), dev.wire_ohm, dev.tile_rows,
+                                                         dev.tile_cols)) for g in (g_pos, g_neg))
         self._w_eff.copy_(unmap(g_pos, g_neg, self.scale) * self.drift_compensation)
+
+    # -- periphery ---------------------------------------------------------------------------
+    def _rows_cols(self, w: torch.Tensor) -> torch.Tensor:
+        """A weight-shaped tensor as the crossbar matrix ``[rows, cols]`` (rows = inputs)."""
+        return w.reshape(w.shape[0], -1).t()
+
+    def _from_rows_cols(self, g: torch.Tensor) -> torch.Tensor:
+        return g.t().reshape(self.weight.shape)
+
+    @property
+    def tiles(self) -> tuple[int, int]:
+        """Number of arrays ``(row tiles, column tiles)`` this layer occupies."""
+        rows, cols = self._rows_cols(self.weight).shape
+        return (tile_count(rows, self._profile.tile_rows), tile_count(cols, self._profile.tile_cols))
+
+    @property
+    def affine_readout(self) -> bool:
+        """True when a read is exactly ``x @ W_eff.T`` (no read noise, DAC or ADC): a network
+        may then batch, reorder or average reads freely."""
+        dev = self._profile
+        return (dev.read_sigma == 0 and dev.adc_bits is None and dev.dac_bits is None
+                and self._calibration is None)
+
+    def adc_full_scale(self) -> torch.Tensor:
+        """ADC range of every array ``[row tiles, column tiles]``, weight units: the calibrated
+        :attr:`adc_range` (see :func:`xbar.calibrate_periphery`), else the largest output an
+        array can produce with every row driven at 1. Drift compensation rescales it."""
+        self._ensure_programmed()
+        fs = self._full_scale if self.adc_range is None else self.adc_range
+        return fs * self.drift_compensation
+
+    def _per_column(self, fs: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        """Array ranges ``[n_rt, n_ct]`` as one range per (row tile, output column), shaped to
+        broadcast against the tile partials."""
+        tc = self._profile.tile_cols or self._rows_cols(self.weight).shape[1]
+        cols = fs.to(like).repeat_interleave(tc, dim=1)[:, : self.weight.shape[0]]
+        return cols.view(*cols.shape, *([1] * (like.dim() - self._tile_dim % like.dim() - 2)))
+
+    def _hardware_read(self, x: torch.Tensor) -> torch.Tensor:
+        """One read through the periphery (DAC, tiles, read noise, ADC), weight units, no bias."""
+        dev, w = self._profile, self._w_eff
+        if self._calibration is not None:
+            self._calibration.record(self, x, self._tile_partials(x, w) / self.drift_compensation)
+            return self._matmul(x, w)
+        if dev.dac_bits is not None:
+            x = dac_quantize(x, dev.dac_bits, self.dac_range, self._sample_dims(x))
+        tiled = dev.adc_bits is not None
+        parts = self._tile_partials(x, w) if tiled else self._matmul(x, w)
+        if dev.read_sigma > 0:  # per device and read: one Gaussian per column with the summed variance
+            used = (self.g_pos > 0).to(w.dtype) + (self.g_neg > 0).to(w.dtype)
+            var = self._tile_partials(x * x, used) if tiled else self._matmul(x * x, used)
+            std = var.clamp_min(0).sqrt() * (dev.read_sigma * dev.g_max * self.drift_compensation / self.scale)
+            parts = parts + std * torch.randn(parts.shape, generator=self.read_generator, dtype=parts.dtype,
+                                              device=parts.device)
+        if not tiled:
+            return parts
+        parts = adc_quantize(parts, dev.adc_bits, self._per_column(self.adc_full_scale(), parts))
+        return parts.sum(self._tile_dim)
 
     def _ensure_programmed(self) -> None:
         if self._stamp != self._current_stamp():
@@ -194,7 +266,13 @@ class _CrossbarMixin:
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Read the crossbar; output in weight units, bias added digitally.
 
-        The concrete layer supplies ``_matmul`` (the torch op) and ``_bias_view``.
+        With the profile's periphery (:mod:`xbar.periphery`): the DAC quantises ``x``; read
+        noise (``read_sigma * g_max`` per device, fresh at every read, drawn from
+        :attr:`read_generator`) adds to each column; with an ADC, every array of
+        ``tile_rows x tile_cols`` converts its own partial column outputs and the partial sums
+        are added digitally. Under autograd the backward pass is that of the ideal read
+        (straight through). The concrete layer supplies ``_matmul`` (the torch op),
+        ``_tile_partials`` and ``_bias_view``.
 
         Raises:
             TypeError / ValueError: naming ``x`` for a non-float tensor, a dtype, shape or
@@ -202,7 +280,16 @@ class _CrossbarMixin:
                 (:mod:`xbar.validation`).
         """
         check_layer_input(self, x)  # type: ignore[arg-type]
-        out = self._matmul(x, self._read_weight())
+        w = self._read_weight()
+        if self.affine_readout:
+            out = self._matmul(x, w)
+        else:
+            with torch.no_grad():
+                hw = self._hardware_read(x.detach())
+            out = hw
+            if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
+                ideal = self._matmul(x, w)  # straight through: the backward pass of an ideal read
+                out = ideal + (hw - ideal).detach()
         out = out if self.bias is None else out + self._bias_view(out)
         check_layer_output(self, x, out)  # type: ignore[arg-type]
         return out
@@ -226,7 +313,9 @@ class _CrossbarMixin:
     def get_extra_state(self) -> dict:
         """Device profile, mapping and drift state, so a ``state_dict`` round trip restores them."""
         return {"device": self._profile.to_dict(), "mapping": self._mapping, "drift_t": self._drift_t,
-                "drift_compensation": self.drift_compensation}
+                "drift_compensation": self.drift_compensation,
+                "adc_range": None if self.adc_range is None else self.adc_range.tolist(),
+                "dac_range": self.dac_range}
 
     def set_extra_state(self, state: dict) -> None:
         """Restore the device profile and mapping saved by :meth:`get_extra_state`."""
@@ -234,6 +323,9 @@ class _CrossbarMixin:
         self._mapping = check_mapping(state["mapping"])
         self._drift_t = state.get("drift_t")
         self.drift_compensation = float(state.get("drift_compensation", 1.0))
+        adc = state.get("adc_range")
+        self.adc_range = None if adc is None else torch.tensor(adc, dtype=torch.float64)
+        self.dac_range = state.get("dac_range")
         self._profile_token += 1
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
@@ -269,8 +361,21 @@ class CrossbarLinear(_CrossbarMixin, nn.Linear):
         super().__init__(in_features, out_features, bias=bias, device=device, dtype=dtype)
         self._init_crossbar(profile, mapping)
 
+    _tile_dim = -2
+
     def _matmul(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return F.linear(x, w)
+
+    def _sample_dims(self, x: torch.Tensor) -> tuple[int, ...]:
+        return (-1,)
+
+    def _tile_partials(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Each row tile's share of ``x @ w.T``: ``[..., row tiles, out_features]``."""
+        n_rt, tr = self.tiles[0], self._profile.tile_rows or self.in_features
+        pad = n_rt * tr - self.in_features
+        xp = F.pad(x, (0, pad)).reshape(*x.shape[:-1], n_rt, tr)
+        wp = F.pad(w, (0, pad)).reshape(w.shape[0], n_rt, tr)
+        return torch.einsum("...tr,otr->...to", xp, wp)
 
     def _bias_view(self, out: torch.Tensor) -> torch.Tensor:
         return self.bias
@@ -326,8 +431,22 @@ class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
                          device=device, dtype=dtype)
         self._init_crossbar(profile, mapping)
 
+    _tile_dim = 1
+
     def _matmul(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, w, None)
+
+    def _sample_dims(self, x: torch.Tensor) -> tuple[int, ...]:
+        return (-3, -2, -1)
+
+    def _tile_partials(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Each row tile's share of the convolution: ``[B, row tiles, C_out, H', W']`` (a row
+        tile holds ``tile_rows`` consecutive taps of the flattened ``C_in/groups * kh * kw``)."""
+        rows = w[0].numel()
+        tr = self._profile.tile_rows or rows
+        tap = torch.arange(rows, device=w.device).view(w.shape[1:])
+        return torch.stack([self._conv_forward(x, w * (tap // tr == t).to(w.dtype), None)
+                            for t in range(self.tiles[0])], dim=1)
 
     def _bias_view(self, out: torch.Tensor) -> torch.Tensor:
         return self.bias.view(-1, 1, 1)

@@ -116,8 +116,7 @@ def _ideal_readout(stage: nn.Module) -> bool:
         stage = stage.layer
     if not isinstance(stage, CROSSBAR_TYPES) or type(stage).forward is not _CrossbarMixin.forward:
         return False
-    dev = stage.profile
-    return (dev.read_sigma == 0 and dev.adc_bits is None and dev.dac_bits is None)
+    return stage.affine_readout
 
 
 # -- the IF scan ----------------------------------------------------------------------------
