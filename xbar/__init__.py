@@ -25,7 +25,7 @@ _LAZY = {
     "IFNeuron": "neurons", "if_scan": "neurons", "if_step": "neurons",
     "CurrentReadout": "snn", "SpikingNetwork": "snn",
     "drift": "nonideal",
-    "calibrate_periphery": "periphery",
+    "calibrate_periphery": "periphery", "program_model": "nonideal", "fix_faults": "nonideal",
     "hardware_aware_finetune": "train",
     "save": "checkpoint", "load": "checkpoint", "CheckpointError": "checkpoint",
 }
@@ -49,7 +49,7 @@ __all__ = [
     "ConstantEncoder", "CrossbarConv2d", "CrossbarLinear", "CurrentReadout", "DeviceProfile",
     "DeviceProfileError", "EnergyMeter", "EnergyReport", "IFNeuron", "LayerEnergy", "NORMS",
     "PoissonEncoder", "SpikingNetwork", "calibrate_periphery", "drift", "flatten_sequential",
-    "hardware_aware_finetune", "if_scan", "if_step",
+    "fix_faults", "hardware_aware_finetune", "program_model", "if_scan", "if_step",
     "list_devices", "load_device", "map_weights", "snap", "to_crossbar", "to_snn", "unmap",
     "__version__",
 ]

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import yaml
 
-from .device_fields import (DeviceProfileError, _bits, _canon, _count, _describe, _fraction, _integer,
+from .device_fields import (DeviceProfileError, _adc_bits, _bits, _canon, _count, _describe, _fraction, _integer,
                             _nonneg, _number, _positive, _text)
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ _SECTIONS: dict[str, dict[str, tuple[str, _Check, float]]] = {
     "faults": {"stuck_off": ("stuck_off", _fraction, 1.0), "stuck_on": ("stuck_on", _fraction, 1.0)},
     "drift": {"nu": ("drift_nu", _nonneg, 1.0), "t0_s": ("drift_t0", _positive, 1.0)},
     "periphery": {
-        "adc_bits": ("adc_bits", _bits, 1.0),
+        "adc_bits": ("adc_bits", _adc_bits, 1.0),
         "dac_bits": ("dac_bits", _bits, 1.0),
         "tile_rows": ("tile_rows", _count, 1.0),
         "tile_cols": ("tile_cols", _count, 1.0),
@@ -238,10 +238,9 @@ class DeviceProfile:
 
     @property
     def has_ideal_periphery(self) -> bool:
-        """True when reads need no periphery model: exact drive and readout, no read noise,
-        no IR drop (tiling alone changes nothing then)."""
-        return (self.adc_bits is None and self.dac_bits is None and self.read_sigma == 0
-                and self.wire_ohm == 0)
+        """True when the periphery is exact: no ADC, no DAC, no IR drop (tiling alone then
+        changes nothing). Read noise belongs to the devices (see :meth:`ideal_devices`)."""
+        return self.adc_bits is None and self.dac_bits is None and self.wire_ohm == 0
 
     def ideal_periphery(self) -> DeviceProfile:
         """A copy with ideal periphery: no ADC, no DAC, one array per layer, no IR drop.

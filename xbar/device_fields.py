@@ -100,6 +100,11 @@ def _bits(value: Any, path: str, where: str) -> int | None:
     return None if value is None else _integer(value, path, where, 1, MAX_BITS)
 
 
+def _adc_bits(value: Any, path: str, where: str) -> int | None:
+    """ADC resolution: >= 2 (the signed, symmetric converter needs a sign and a magnitude bit)."""
+    return None if value is None else _integer(value, path, where, 2, MAX_BITS)
+
+
 def _count(value: Any, path: str, where: str) -> int | None:
     return None if value is None else _integer(value, path, where, 1)
 

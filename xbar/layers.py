@@ -67,6 +67,7 @@ class _CrossbarMixin:
         self.dac_range: float | None = None
         self._full_scale = torch.zeros(1, 1)
         self._calibration: Any = None
+        self.fault_map: tuple | None = None  # fixed ((off, on) for G+, (off, on) for G-), see xbar.fix_faults
         self.program()
 
     # -- device profile and mapping ------------------------------------------------------
@@ -132,16 +133,24 @@ class _CrossbarMixin:
         g = map_weights(w, dev.g_min, dev.g_max, states, dev.on_off_ratio, self._mapping)
         check_scale(g.scale, w, dev.g_min, dev.g_max, dev.name, label)
         errors = (dev.g_min, dev.g_max, dev.programming_sigma, dev.d2d_sigma, dev.stuck_off, dev.stuck_on)
-        self.g_pos.copy_(program_devices(g.g_pos, *errors, generator=generator))
-        self.g_neg.copy_(program_devices(g.g_neg, *errors, generator=generator))
+        fmap = self.fault_map or (None, None)
+        self.g_pos.copy_(program_devices(g.g_pos, *errors, generator=generator, faults=fmap[0]))
+        self.g_neg.copy_(program_devices(g.g_neg, *errors, generator=generator, faults=fmap[1]))
         self.scale.copy_(g.scale)
         self._drift_t, self.drift_compensation = None, 1.0
         self._refresh_effective()
-        self._full_scale = full_scale(self._rows_cols(self._w_eff), dev.tile_rows, dev.tile_cols).cpu()
-        if self.adc_range is not None and self.adc_range.shape != self._full_scale.shape:
-            self.adc_range = None  # the tiling changed: the old calibration does not apply
+        self._set_full_scale()
         self._stamp = self._current_stamp()
         return self
+
+    @torch.no_grad()
+    def _set_full_scale(self) -> None:
+        """Uncalibrated ADC ranges from the programmed (undrifted) weight."""
+        dev = self._profile
+        w = unmap(self.g_pos, self.g_neg, self.scale)
+        self._full_scale = full_scale(self._rows_cols(w), dev.tile_rows, dev.tile_cols).cpu()
+        if self.adc_range is not None and self.adc_range.shape != self._full_scale.shape:
+            self.adc_range = None  # the tiling changed: the old calibration does not apply
 
     def read_conductances(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(G+, G-)`` as read now, siemens: the programmed values, drifted if :meth:`drift` ran."""
@@ -334,6 +343,7 @@ class _CrossbarMixin:
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
         if prefix + "g_pos" in state_dict and prefix + "g_neg" in state_dict:
             self._refresh_effective()
+            self._set_full_scale()
             self._stamp = self._current_stamp()
 
     def extra_repr(self) -> str:
@@ -438,6 +448,11 @@ class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
 
     def _sample_dims(self, x: torch.Tensor) -> tuple[int, ...]:
         return (-3, -2, -1)
+
+    def _hardware_read(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 3:  # one unbatched image reads like a batch of one
+            return super()._hardware_read(x.unsqueeze(0)).squeeze(0)
+        return super()._hardware_read(x)
 
     def _tile_partials(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         """Each row tile's share of the convolution: ``[B, row tiles, C_out, H', W']`` (a row

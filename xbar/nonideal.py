@@ -1,4 +1,10 @@
-"""Device non-idealities: conductance drift and global drift compensation.
+"""Device non-idealities: programming errors, stuck-at faults, drift and its compensation.
+
+:func:`program_devices` writes target conductances with device-to-device spread, programming
+noise, clipping and stuck-at faults (a fresh defect map, or a fixed one from
+:func:`draw_faults` / :func:`fix_faults`: the chip's map as a read-after-write test finds it).
+:func:`program_model` programs a whole model as one chip from one seed. Read noise, the ADC
+and DAC act on every read (:mod:`xbar.periphery`, :meth:`xbar.CrossbarLinear.forward`).
 
 Drift follows the power law of phase-change and some resistive devices,
 ``G(t) = G0 * (t / t0) ** -nu`` for ``t >= t0`` (``G0`` is the conductance read ``t0`` seconds
@@ -62,9 +68,23 @@ def _normal(shape: torch.Size, like: torch.Tensor, generator: torch.Generator | 
 
 
 @torch.no_grad()
+def draw_faults(shape: torch.Size, stuck_off: float, stuck_on: float, generator: torch.Generator | None = None,
+                device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A defect map: boolean masks ``(stuck at g_min, stuck at g_max)`` of ``shape``.
+
+    One uniform number ``u`` per device: stuck at ``g_min`` when ``u < stuck_off``, at ``g_max``
+    when ``u >= 1 - stuck_on``. With one generator seed the maps are nested: every device
+    stuck at a fraction is stuck at any larger fraction too.
+    """
+    u = torch.rand(shape, generator=generator, device=device)
+    return u < stuck_off, u >= 1 - stuck_on if stuck_on > 0 else torch.zeros_like(u, dtype=torch.bool)
+
+
+@torch.no_grad()
 def program_devices(g: torch.Tensor, g_min: float, g_max: float, programming_sigma: float = 0.0,
                     d2d_sigma: float = 0.0, stuck_off: float = 0.0, stuck_on: float = 0.0,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+                    generator: torch.Generator | None = None,
+                    faults: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Write target conductances ``g`` into devices, with the device's programming errors.
 
     In order: device-to-device spread (each device's conductance scaled by ``1 + d2d_sigma * N``),
@@ -80,11 +100,13 @@ def program_devices(g: torch.Tensor, g_min: float, g_max: float, programming_sig
         d2d_sigma: relative spread, >= 0.
         stuck_off, stuck_on: fractions of devices, summing to at most 1.
         generator: source of the random draws (same seed, same conductances).
+        faults: a fixed defect map ``(stuck_off_mask, stuck_on_mask)`` (see :func:`draw_faults`)
+            used instead of drawing one with ``stuck_off`` / ``stuck_on``.
 
     Returns:
         The programmed conductances (a new tensor), siemens.
     """
-    if programming_sigma == d2d_sigma == stuck_off == stuck_on == 0:
+    if programming_sigma == d2d_sigma == stuck_off == stuck_on == 0 and faults is None:
         return g.clone()
     used = g > 0
     out = g.clone()
@@ -93,8 +115,55 @@ def program_devices(g: torch.Tensor, g_min: float, g_max: float, programming_sig
     if programming_sigma > 0:
         out = out + programming_sigma * g_max * _normal(g.shape, g, generator)
     out = out.clamp(g_min, g_max)
-    if stuck_off > 0 or stuck_on > 0:
-        u = torch.rand(g.shape, generator=generator, dtype=g.dtype, device=g.device)
-        out = torch.where(u < stuck_off, torch.full_like(out, g_min), out)
-        out = torch.where((u >= stuck_off) & (u < stuck_off + stuck_on), torch.full_like(out, g_max), out)
+    if faults is None and (stuck_off > 0 or stuck_on > 0):
+        faults = draw_faults(g.shape, stuck_off, stuck_on, generator, g.device)
+    if faults is not None:
+        out = torch.where(faults[0].to(out.device), torch.full_like(out, g_min), out)
+        out = torch.where(faults[1].to(out.device), torch.full_like(out, g_max), out)
     return torch.where(used, out, g)
+
+
+@torch.no_grad()
+def program_model(model: nn.Module, seed: int | None = 0) -> nn.Module:
+    """Program every crossbar layer of ``model`` as one chip: programming errors drawn from a
+    generator seeded with ``seed`` (layers in module order), and each layer's read noise from
+    its own generator seeded with ``seed + 1 + index``. Same seed, same chip and same reads.
+
+    Args:
+        model: any module holding crossbar layers.
+        seed: the chip's seed; None draws from the global generator (and global read noise).
+
+    Returns:
+        ``model``, re-programmed in place (any drift is undone).
+    """
+    from .layers import CROSSBAR_TYPES
+
+    gen = None if seed is None else torch.Generator().manual_seed(seed)
+    layers = [m for m in model.modules() if isinstance(m, CROSSBAR_TYPES)]
+    for i, m in enumerate(layers):
+        m.program(generator=gen)
+        m.read_generator = None if seed is None else torch.Generator(m.g_pos.device).manual_seed(seed + 1 + i)
+    return model
+
+
+@torch.no_grad()
+def fix_faults(model: nn.Module, seed: int | None = 0) -> nn.Module:
+    """Give every crossbar layer of ``model`` a fixed defect map drawn from its profile's
+    ``stuck_off`` / ``stuck_on`` fractions (generator seeded with ``seed``; layers in module
+    order). Later programming, training included, keeps these devices stuck: the chip's
+    faults, known to fault-aware finetuning. ``seed=None`` removes the maps (fresh draws at
+    every programming again).
+
+    Returns:
+        ``model``, its layers marked for re-programming.
+    """
+    from .layers import CROSSBAR_TYPES
+
+    gen = None if seed is None else torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, CROSSBAR_TYPES):
+            dev = m.profile
+            m.fault_map = None if seed is None else tuple(
+                draw_faults(m.weight.shape, dev.stuck_off, dev.stuck_on, gen) for _ in range(2))
+            m._profile_token += 1
+    return model

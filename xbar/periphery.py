@@ -7,13 +7,14 @@ sets the converters' ranges from data.
   are the ``C_in/groups * kh * kw`` taps of a patch) is cut into arrays of ``tile_rows x
   tile_cols`` devices. Each array drives its own ADCs, one per column, and the partial sums of
   the arrays that share columns are added digitally.
-* **ADC** (``adc_bits = b``): a signed, mid-tread converter with the ``2**b`` codes
-  ``-2**(b-1) .. 2**(b-1) - 1`` and step ``full_scale / 2**(b-1)``: zero current reads as
-  exactly zero, anything beyond the range clips. At most ``2**b`` distinct outputs per column.
-* **DAC** (``dac_bits = b``): each row drive is quantised before the read; non-negative drives
-  use ``2**b - 1`` steps over ``[0, full_scale]``, signed drives the ADC's signed code. Without
-  a calibrated range the full scale is each sample's largest ``|x|`` (binary spikes pass
-  exactly).
+* **ADC** (``adc_bits = b >= 2``): a signed, symmetric mid-tread converter with the
+  ``2**b - 1`` codes ``-(2**(b-1) - 1) .. 2**(b-1) - 1`` and step
+  ``full_scale / (2**(b-1) - 1)``: zero current reads as exactly zero, ``+-full_scale`` are
+  codes, anything beyond clips. At most ``2**b`` distinct outputs per column.
+* **DAC** (``dac_bits = b``): each row drive is quantised before the read; a sample whose
+  drives are all non-negative uses ``2**b - 1`` steps over ``[0, full_scale]``, a sample with
+  negative drives the ADC's signed code (``b >= 2``). Without a calibrated range the full
+  scale is each sample's largest ``|x|`` (binary spikes pass exactly).
 * **IR drop** (``wire_ohm = r``, first order): inputs are driven from column 0 of every row,
   the column currents are sensed at the last row. With the currents of an ideal array, the
   device at row ``i``, column ``j`` of an ``n x m`` array sees its voltage lowered by
@@ -37,22 +38,27 @@ def tile_count(size: int, tile: int | None) -> int:
 
 
 def adc_quantize(current: torch.Tensor, bits: int, full_scale: torch.Tensor | float) -> torch.Tensor:
-    """Read ``current`` through a signed ``bits``-bit ADC of range ``[-full_scale, full_scale)``.
+    """Read ``current`` through a signed ``bits``-bit ADC of range ``[-full_scale, full_scale]``.
 
     Args:
         current: analog values, any shape (any unit).
-        bits: resolution, >= 1.
+        bits: resolution, >= 2.
         full_scale: range, same unit, broadcastable to ``current``; where it is 0 the output is 0.
 
     Returns:
-        ``k * full_scale / 2**(bits-1)`` with the integer code ``k`` rounded to nearest and
-        clipped to ``[-2**(bits-1), 2**(bits-1) - 1]``.
+        ``k * full_scale / (2**(bits-1) - 1)`` with the integer code ``k`` rounded to nearest
+        and clipped to ``[-(2**(bits-1) - 1), 2**(bits-1) - 1]``.
+
+    Raises:
+        ValueError: ``bits`` < 2.
     """
-    half = float(2 ** (bits - 1))
+    if bits < 2:
+        raise ValueError(f"bits: a signed converter needs at least 2 bits, got {bits}")
+    top = float(2 ** (bits - 1) - 1)
     fs = torch.as_tensor(full_scale, dtype=current.dtype, device=current.device)
-    step = fs / half
+    step = fs / top
     safe = torch.where(step > 0, step, torch.ones_like(step))
-    codes = torch.round(current / safe).clamp(-half, half - 1)
+    codes = torch.round(current / safe).clamp(-top, top)
     return torch.where(step > 0, codes * step, torch.zeros_like(codes))
 
 
@@ -68,20 +74,28 @@ def dac_quantize(x: torch.Tensor, bits: int, full_scale: float | None = None,
         sample_dims: the dimensions that make up one sample's drive.
 
     Returns:
-        Quantised drives, same shape; non-negative ``x`` uses ``2**bits - 1`` steps over
-        ``[0, full_scale]`` (clipping above), signed ``x`` the ADC's signed code.
+        Quantised drives, same shape; a sample with only non-negative drives uses
+        ``2**bits - 1`` steps over ``[0, full_scale]`` (clipping above), a sample with negative
+        drives the ADC's signed code.
+
+    Raises:
+        ValueError: a sample with negative drives and ``bits`` < 2.
     """
     if full_scale is None:
         fs = x.detach().abs().amax(dim=sample_dims, keepdim=True)
     else:
         fs = torch.as_tensor(float(full_scale), dtype=x.dtype, device=x.device)
-    if bool((x >= 0).all()):
-        steps = float(2 ** bits - 1)
-        step = fs / steps
-        safe = torch.where(step > 0, step, torch.ones_like(step))
-        codes = torch.round(x / safe).clamp(0, steps)
-        return torch.where(step > 0, codes * step, torch.zeros_like(codes))
-    return adc_quantize(x, bits, fs)
+    signed = (x < 0).any(dim=sample_dims, keepdim=True)
+    steps = float(2 ** bits - 1)
+    step = fs / steps
+    safe = torch.where(step > 0, step, torch.ones_like(step))
+    codes = torch.round(x / safe).clamp(0, steps)
+    out = torch.where(step > 0, codes * step, torch.zeros_like(codes))
+    if bool(signed.any()):
+        if bits < 2:
+            raise ValueError(f"bits: negative drives need a signed DAC of at least 2 bits, got {bits}")
+        out = torch.where(signed, adc_quantize(x, bits, fs), out)
+    return out
 
 
 def _pad_to(g: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
@@ -227,8 +241,8 @@ def calibrate_periphery(model: torch.nn.Module, data, method: str = "percentile"
 
     if method not in ("max", "percentile"):
         raise ValueError(f"method: must be 'max' or 'percentile', got {method!r}")
-    if not (isinstance(percentile, (int, float)) and 0 < percentile <= 100):
-        raise ValueError(f"percentile: must be in (0, 100], got {percentile!r}")
+    if isinstance(percentile, bool) or not (isinstance(percentile, (int, float)) and 0 < percentile <= 100):
+        raise ValueError(f"percentile: must be a number in (0, 100], got {percentile!r}")
     layers = {name: m for name, m in model.named_modules() if isinstance(m, CROSSBAR_TYPES)}
     gen = torch.Generator().manual_seed(seed)
     was_training = model.training

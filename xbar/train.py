@@ -2,7 +2,8 @@
 
 Everything takes an explicit seed or ``torch.Generator`` so that runs repeat bit for bit on
 the CPU. Crossbar layers train through their straight-through forward (the programmed weight
-forward, the master weight backward), so the same loops do hardware-aware finetuning.
+and the periphery forward, the master weight and an ideal read backward), so the same loops do
+hardware-aware finetuning; :func:`hardware_aware_finetune` wraps them with noise injection.
 """
 
 from __future__ import annotations
@@ -189,3 +190,93 @@ def apply_constraints(model: nn.Module, device: Any, mapping: str = "clip") -> n
             if isinstance(m, CROSSBAR_TYPES):
                 m.program()
     return model
+
+
+def _scaled_noise(profile: Any, noise_scale: float) -> Any:
+    return profile.replace(programming_sigma=profile.programming_sigma * noise_scale,
+                           read_sigma=profile.read_sigma * noise_scale,
+                           d2d_sigma=profile.d2d_sigma * noise_scale)
+
+
+def hardware_aware_finetune(model: nn.Module, device: Any, train_loader: Iterable, epochs: int = 1,
+                            lr: float = 1e-4, noise_scale: float = 1.0, calibration: Any = None,
+                            seed: int = 0, chip_seed: int | None = 0, faults: str = "chip",
+                            val_loader: Iterable | None = None, progress: bool = True,
+                            desc: str = "hw-aware") -> nn.Module:
+    """Finetune ``model`` with the device's non-idealities in the forward pass (noise injection).
+
+    Every optimiser step changes the master weights, so every forward re-programs the crossbars
+    with fresh programming noise, device-to-device spread and stuck-at faults (the profile's
+    figures times ``noise_scale``), reads them with fresh read noise through the DAC, tiles and
+    ADC, and snaps to the state table; the backward pass is the ideal one (straight through).
+    The network learns weights that tolerate the errors of any chip. Stuck devices are either
+    the chip's own defect map, fixed from ``chip_seed`` as a read-after-write test would find
+    it (``faults="chip"``, the default: training then learns, among other things, to drive the
+    partner of a device stuck at ``g_max`` so that the pair cancels), or a fresh random map at
+    every step (``faults="random"``).
+
+    Works for ANNs before conversion (``nn.Linear`` / ``nn.Conv2d`` or crossbar layers) and for
+    :class:`SpikingNetwork` s trained with surrogate gradients (BPTT; IF layers without a
+    surrogate get spikingjelly's default).
+
+    Args:
+        model: the network; not modified (a copy is trained).
+        device: the target device profile, name or path.
+        train_loader: ``(images, labels)`` batches.
+        epochs: passes over ``train_loader`` (>= 0).
+        lr: Adam learning rate (> 0).
+        noise_scale: multiplies the programming, read and device-to-device sigmas during
+            training (>= 0; > 1 trains for margin).
+        calibration: data for the ADC/DAC ranges (:func:`xbar.calibrate_periphery`, max
+            method), set before training when the device has converters; None keeps the
+            layers' ranges.
+        seed: ``torch.manual_seed`` before training (the noise draws and the batch order).
+        chip_seed: the chip: its defect map (``faults="chip"``, :func:`xbar.fix_faults`) and,
+            after training, its programming (:func:`xbar.program_model`); None draws from the
+            global generator.
+        faults: ``"chip"`` or ``"random"`` (see above).
+        val_loader: evaluated after every epoch (printed with ``progress``).
+        progress: show progress bars.
+        desc: label of the bars.
+
+    Returns:
+        The finetuned copy, with crossbar layers on ``device`` (``.history`` holds one dict
+        per epoch: ``epoch``, ``loss``, ``val_acc`` when evaluated).
+    """
+    from .convert import to_crossbar
+    from .layers import CROSSBAR_TYPES, _resolve_profile
+    from .nonideal import fix_faults, program_model
+    from .periphery import calibrate_periphery
+
+    check_int(epochs, "epochs", 0)
+    check_number(lr, "lr", 0.0, low_open=True)
+    check_number(noise_scale, "noise_scale", 0.0)
+    if faults not in ("chip", "random"):
+        raise ValueError(f"faults: must be 'chip' or 'random', got {faults!r}")
+    target = _resolve_profile(device)
+    noisy = _scaled_noise(target, noise_scale)
+    hw = to_crossbar(model, noisy)
+    layers = [m for m in hw.modules() if isinstance(m, CROSSBAR_TYPES)]
+    if not layers:
+        raise ValueError("model: has no Linear, Conv2d or crossbar layer to finetune")
+    for m in layers:
+        m.profile = noisy
+    fix_faults(hw, chip_seed if faults == "chip" and chip_seed is not None else None)
+    if isinstance(hw, SpikingNetwork) and any(m.surrogate is None for m in hw.modules() if isinstance(m, IFNeuron)):
+        set_surrogate(hw)
+    if calibration is not None and (target.adc_bits is not None or target.dac_bits is not None):
+        calibrate_periphery(hw, calibration, method="max")
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam([p for p in hw.parameters() if p.requires_grad], lr=lr)
+    history = []
+    for epoch in range(1, epochs + 1):
+        row: dict[str, Any] = {"epoch": epoch,
+                               "loss": train_epoch(hw, train_loader, opt, progress, f"{desc} {epoch}/{epochs}")}
+        if val_loader is not None:
+            row["val_acc"] = evaluate(hw, val_loader, progress=progress, desc=f"{desc} val")
+        history.append(row)
+    for m in layers:
+        m.profile = target
+    program_model(hw, chip_seed)
+    hw.history = history
+    return hw
