@@ -274,6 +274,7 @@ REJECTED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("negative-drift-t0", _set("drift", "t0_s", -20.0), "drift.t0_s"),
     ("negative-energy", _set("energy", "adc_pj", -1.0), "energy.adc_pj"),
     ("zero-adc-bits", _set("periphery", "adc_bits", 0), "periphery.adc_bits"),
+    ("one-adc-bit", _set("periphery", "adc_bits", 1), "periphery.adc_bits"),
     ("fractional-dac-bits", _set("periphery", "dac_bits", 2.5), "periphery.dac_bits"),
     ("string-adc-bits", _set("periphery", "adc_bits", "8"), "periphery.adc_bits"),
     ("zero-tile-rows", _set("periphery", "tile_rows", 0), "periphery.tile_rows"),
@@ -389,7 +390,7 @@ def test_mutated_profiles_only_raise_profile_errors(data: st.DataObject, start: 
 @settings(max_examples=200, deadline=None)
 @given(g_max_us=st.floats(1e-3, 1e4), ratio=st.floats(1.01, 1e5), levels=st.none() | st.integers(2, 300),
        spacing=st.sampled_from(["linear", "log"]), pulse_ns=st.floats(1e-2, 1e6),
-       sigma=st.floats(0, 1), bits=st.none() | st.integers(1, 16))
+       sigma=st.floats(0, 1), bits=st.none() | st.integers(2, 16))
 def test_valid_profiles_round_trip(g_max_us: float, ratio: float, levels: int | None, spacing: str,
                                    pulse_ns: float, sigma: float, bits: int | None) -> None:
     doc = copy.deepcopy(BASE)
