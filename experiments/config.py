@@ -25,7 +25,7 @@ class ConfigError(ValueError):
 def list_configs() -> list[str]:
     """Names of the shipped study configurations."""
     files = resources.files("xbar.experiments.configs").iterdir()
-    return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml"))
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml") and not f.name.startswith("robustness"))
 
 
 def _read(name_or_path: str | Path) -> tuple[dict, str]:

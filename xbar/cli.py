@@ -7,6 +7,7 @@ Usage::
     xbar devices validate FILE [FILE...] # ok/error per file; exit status 1 on any error
     xbar reproduce [--quick]             # the whole EE 518 study: results, plots, report
     xbar train | sweep {timesteps,rates} | constrain | energy   # one step of the study
+    xbar robustness [--quick]            # accuracy under non-idealities, devices compared
     xbar bench [--samples N] [--timesteps T...] [--device cpu|cuda]   # speed side by side
 
 The parser is built by :func:`build_parser`; each command group adds itself with an
@@ -200,6 +201,67 @@ def _add_study_parsers(subparsers: Any) -> None:
     p.set_defaults(func=_cmd_study)
 
 
+def _cmd_robustness(args: argparse.Namespace) -> int:
+    """Run the robustness study (:mod:`xbar.experiments.robustness`) and write its outputs."""
+    import time
+
+    from xbar.data import MNISTIntegrityError
+    from xbar.experiments.config import ConfigError
+    from xbar.experiments.robustness import Robustness, load_robustness_config
+    from xbar.experiments.robustness_report import summary_lines
+    from xbar.experiments.study import command_line
+
+    overrides: dict[str, Any] = {}
+    if args.device is not None:
+        load_device(args.device)  # a bad name or file fails here, before any training
+        overrides["base_device"] = args.device
+    if args.chips is not None:
+        if args.chips < 1:
+            _error(f"--chips: must be >= 1, got {args.chips}")
+            return 2
+        overrides["chips"] = args.chips
+    if args.ideal_periphery:
+        overrides["devices.periphery"] = ["ideal"]
+    try:
+        cfg = load_robustness_config(args.config or ("robustness-quick" if args.quick else "robustness"), overrides)
+        study = Robustness(cfg, args.out or f"results/{cfg['name']}", progress=not args.no_progress,
+                           command=command_line())
+        t0 = time.perf_counter()
+        report = study.run_all()
+    except (ConfigError, MNISTIntegrityError) as exc:
+        _error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        _error(f"interrupted; finished points are saved in {args.out or 'the results folder'}; "
+               "run the same command again to resume")
+        return 130
+    print()
+    for line in summary_lines(study.results):
+        print(line)
+    print(f"robustness: {time.perf_counter() - t0:.0f} s this run; results, plots and report in {study.out} "
+          f"({report.name})")
+    return 0
+
+
+def _add_robustness_parser(subparsers: Any) -> None:
+    """Add the ``robustness`` command."""
+    text = ("accuracy under programming noise, stuck devices, drift, ADC bits and tiles, conversion only "
+            "vs hardware-aware finetuned; every device profile compared (accuracy, energy)")
+    p = subparsers.add_parser("robustness", help=text, description=text.capitalize() + ". Resumes from the "
+                              "results folder if interrupted.")
+    p.add_argument("--config", default=None, metavar="NAME_OR_PATH",
+                   help="configuration: robustness, robustness-quick or a YAML file (default robustness)")
+    p.add_argument("--quick", action="store_true", help="the reduced grid (robustness-quick) for smoke tests")
+    p.add_argument("--device", default=None, metavar="NAME_OR_PATH",
+                   help="base device of the sweeps (default: the configuration's, seed-4bit)")
+    p.add_argument("--chips", type=int, default=None, metavar="N", help="chips (seeds) averaged per point")
+    p.add_argument("--ideal-periphery", action="store_true",
+                   help="compare the devices with ideal periphery only (no ADC, DAC, IR drop)")
+    p.add_argument("--out", default=None, metavar="DIR", help="results folder (default results/CONFIG_NAME)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_robustness)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     """Run the side-by-side speed benchmarks and print the table (see :mod:`xbar.bench`)."""
     import torch
@@ -257,6 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_devices_parser(subparsers)
     _add_study_parsers(subparsers)
+    _add_robustness_parser(subparsers)
     _add_bench_parser(subparsers)
     return parser
 

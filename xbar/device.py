@@ -55,7 +55,8 @@ _SECTIONS: dict[str, dict[str, tuple[str, _Check, float]]] = {
         "d2d_sigma": ("d2d_sigma", _nonneg, 1.0),
     },
     "faults": {"stuck_off": ("stuck_off", _fraction, 1.0), "stuck_on": ("stuck_on", _fraction, 1.0)},
-    "drift": {"nu": ("drift_nu", _nonneg, 1.0), "t0_s": ("drift_t0", _positive, 1.0)},
+    "drift": {"nu": ("drift_nu", _nonneg, 1.0), "nu_sigma": ("drift_nu_sigma", _nonneg, 1.0),
+              "t0_s": ("drift_t0", _positive, 1.0)},
     "periphery": {
         "adc_bits": ("adc_bits", _adc_bits, 1.0),
         "dac_bits": ("dac_bits", _bits, 1.0),
@@ -133,6 +134,7 @@ class DeviceProfile:
     stuck_off: float = 0.0                      # fraction of devices stuck at g_min
     stuck_on: float = 0.0                       # fraction of devices stuck at g_max
     drift_nu: float = 0.0                       # G(t) = G0 (t / t0)^-nu
+    drift_nu_sigma: float = 0.0                 # device-to-device spread of nu (absolute)
     drift_t0: float = 20.0                      # seconds
     adc_bits: int | None = None                 # bits; None = ideal readout
     dac_bits: int | None = None                 # bits; None = ideal drive
@@ -255,7 +257,7 @@ class DeviceProfile:
         """A copy with ideal devices: no programming, read or device-to-device noise, no stuck
         devices, no drift. States, periphery and energy figures stay."""
         return self.replace(programming_sigma=0.0, read_sigma=0.0, d2d_sigma=0.0, stuck_off=0.0,
-                            stuck_on=0.0, drift_nu=0.0, name=f"{self.name}+ideal-devices")
+                            stuck_on=0.0, drift_nu=0.0, drift_nu_sigma=0.0, name=f"{self.name}+ideal-devices")
 
     def _table_is_generated(self) -> bool:
         return (self.states is not None and self.levels is not None

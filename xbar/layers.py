@@ -25,7 +25,7 @@ from torch import nn
 
 from .device import DeviceProfile, load_device, parse_device
 from .mapping import check_mapping, map_weights, unmap
-from .nonideal import drift_conductance, program_devices
+from .nonideal import draw_nu, drift_conductance, program_devices
 from .periphery import adc_quantize, dac_quantize, full_scale, ir_drop, tile_count, tile_view
 from .validation import (check_finite, check_layer_input, check_layer_output, check_number, check_scale,
                          check_states_fit, layer_label)
@@ -67,6 +67,7 @@ class _CrossbarMixin:
         self.dac_range: float | None = None
         self._full_scale = torch.zeros(1, 1)
         self._calibration: Any = None
+        self._nu: tuple[torch.Tensor, torch.Tensor] | None = None  # per-device drift exponents
         self.fault_map: tuple | None = None  # fixed ((off, on) for G+, (off, on) for G-), see xbar.fix_faults
         self.program()
 
@@ -138,6 +139,10 @@ class _CrossbarMixin:
         self.g_neg.copy_(program_devices(g.g_neg, *errors, generator=generator, faults=fmap[1]))
         self.scale.copy_(g.scale)
         self._drift_t, self.drift_compensation = None, 1.0
+        self._nu = None
+        if dev.drift_nu_sigma > 0:  # each device its own exponent, drawn when it is programmed
+            self._nu = tuple(draw_nu(w.shape, dev.drift_nu, dev.drift_nu_sigma, generator, w.device).to(w.dtype)
+                             for _ in range(2))
         self._refresh_effective()
         self._set_full_scale()
         self._stamp = self._current_stamp()
@@ -157,8 +162,9 @@ class _CrossbarMixin:
         if self._drift_t is None:
             return self.g_pos, self.g_neg
         dev = self._profile
-        return (drift_conductance(self.g_pos, self._drift_t, dev.drift_nu, dev.drift_t0),
-                drift_conductance(self.g_neg, self._drift_t, dev.drift_nu, dev.drift_t0))
+        nu_pos, nu_neg = self._nu if self._nu is not None else (dev.drift_nu, dev.drift_nu)
+        return (drift_conductance(self.g_pos, self._drift_t, nu_pos, dev.drift_t0),
+                drift_conductance(self.g_neg, self._drift_t, nu_neg, dev.drift_t0))
 
     @torch.no_grad()
     def drift(self, t_seconds: float, compensate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -315,6 +321,8 @@ class _CrossbarMixin:
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         fresh = getattr(self, "_stamp", None) is not None and self.is_programmed
         out = super()._apply(fn, *args, **kwargs)  # type: ignore[misc]
+        if getattr(self, "_nu", None) is not None:
+            self._nu = tuple(fn(t) for t in self._nu)
         if fresh:
             self._stamp = self._current_stamp()
         return out
@@ -324,7 +332,7 @@ class _CrossbarMixin:
         return {"device": self._profile.to_dict(), "mapping": self._mapping, "drift_t": self._drift_t,
                 "drift_compensation": self.drift_compensation,
                 "adc_range": None if self.adc_range is None else self.adc_range.tolist(),
-                "dac_range": self.dac_range}
+                "dac_range": self.dac_range, "nu": self._nu}
 
     def set_extra_state(self, state: dict) -> None:
         """Restore the device profile and mapping saved by :meth:`get_extra_state`."""
@@ -335,6 +343,7 @@ class _CrossbarMixin:
         adc = state.get("adc_range")
         self.adc_range = None if adc is None else torch.tensor(adc, dtype=torch.float64)
         self.dac_range = state.get("dac_range")
+        self._nu = state.get("nu")
         self._profile_token += 1
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,

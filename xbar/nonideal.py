@@ -37,9 +37,24 @@ def drift_factor(t_seconds: float, nu: float, t0_seconds: float) -> float:
     return (t_seconds / t0_seconds) ** (-nu)
 
 
-def drift_conductance(g0: torch.Tensor, t_seconds: float, nu: float, t0_seconds: float) -> torch.Tensor:
-    """Conductances ``g0`` (siemens) as read ``t_seconds`` after programming."""
+def drift_conductance(g0: torch.Tensor, t_seconds: float, nu: float | torch.Tensor,
+                      t0_seconds: float) -> torch.Tensor:
+    """Conductances ``g0`` (siemens) as read ``t_seconds`` after programming.
+
+    ``nu`` is one exponent, or one per device (a tensor shaped like ``g0``).
+    """
+    if isinstance(nu, torch.Tensor):
+        if t_seconds <= t0_seconds:
+            return g0
+        return g0 * torch.exp(-nu * math.log(t_seconds / t0_seconds))
     return g0 * drift_factor(t_seconds, nu, t0_seconds)
+
+
+@torch.no_grad()
+def draw_nu(shape: torch.Size, nu: float, nu_sigma: float, generator: torch.Generator | None = None,
+            device: torch.device | str | None = None) -> torch.Tensor:
+    """Per-device drift exponents ``max(nu + nu_sigma * N, 0)`` (a device does not grow)."""
+    return (nu + nu_sigma * torch.randn(shape, generator=generator, device=device)).clamp_min(0.0)
 
 
 @torch.no_grad()

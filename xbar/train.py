@@ -224,7 +224,8 @@ def hardware_aware_finetune(model: nn.Module, device: Any, train_loader: Iterabl
         device: the target device profile, name or path.
         train_loader: ``(images, labels)`` batches.
         epochs: passes over ``train_loader`` (>= 0).
-        lr: Adam learning rate (> 0).
+        lr: Adam learning rate (> 0) at the start; it follows a cosine schedule to 0 over the
+            run when ``train_loader`` has a length.
         noise_scale: multiplies the programming, read and device-to-device sigmas during
             training (>= 0; > 1 trains for margin).
         calibration: data for the ADC/DAC ranges (:func:`xbar.calibrate_periphery`, max
@@ -268,10 +269,13 @@ def hardware_aware_finetune(model: nn.Module, device: Any, train_loader: Iterabl
         calibrate_periphery(hw, calibration, method="max")
     torch.manual_seed(seed)
     opt = torch.optim.Adam([p for p in hw.parameters() if p.requires_grad], lr=lr)
+    total = max(1, epochs * len(train_loader)) if hasattr(train_loader, "__len__") else None
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total) if total else None
     history = []
     for epoch in range(1, epochs + 1):
-        row: dict[str, Any] = {"epoch": epoch,
-                               "loss": train_epoch(hw, train_loader, opt, progress, f"{desc} {epoch}/{epochs}")}
+        row: dict[str, Any] = {"epoch": epoch, "loss": train_epoch(
+            hw, train_loader, opt, progress, f"{desc} {epoch}/{epochs}",
+            after_step=(lambda _m: sched.step()) if sched else None)}
         if val_loader is not None:
             row["val_acc"] = evaluate(hw, val_loader, progress=progress, desc=f"{desc} val")
         history.append(row)

@@ -1,0 +1,343 @@
+"""`xbar robustness`: accuracy under device and periphery non-idealities, one at a time.
+
+The 784-100-10 MLP is trained once, then evaluated as a converted SNN (``T`` steps, Poisson
+input) on emulated chips. Each sweep starts from the base device with every non-ideality off
+(:meth:`~xbar.DeviceProfile.ideal_devices`, :meth:`~xbar.DeviceProfile.ideal_periphery`) and
+varies one: programming sigma, stuck-at fraction, drift time (with and without global drift
+compensation), ADC bits, tile size. Every point is measured for two networks:
+
+* **conversion only**: the trained ANN, converted on the chip;
+* **hardware-aware**: the ANN finetuned once with :func:`xbar.hardware_aware_finetune` at the
+  ``hardware_aware.device`` condition (the acceptance condition by default), then converted.
+
+A chip is a seed: its defect map (:func:`xbar.fix_faults`; maps are nested, so a larger stuck
+fraction adds faults to a smaller one's), its programming noise (:func:`xbar.program_model`) and
+its read noise. Conversion runs on the chip with ideal periphery (percentile threshold
+balancing sees the programmed devices); the ADC ranges are then calibrated on the SNN's own
+reads (:func:`xbar.calibrate_periphery`), and drift happens after calibration. The device
+comparison evaluates every shipped profile as it is and with ideal periphery, with accuracy and
+energy per sample (:class:`xbar.EnergyMeter`).
+
+Results go to ``results.json`` (after every point, so an interrupted run resumes), CSVs, PNGs
+and ``report.md`` in the output folder (:mod:`experiments.robustness_report`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+import xbar
+from xbar.data import mnist_datasets
+from xbar.models import build_model
+from xbar.train import evaluate, hardware_aware_finetune, train
+
+from .config import ConfigError, _merge, _read
+from .study import _versions, write_json_atomic
+from .sweeps import TensorLoader
+
+DEFAULT = "robustness"
+MODELS = ("conversion", "hardware-aware")
+SWEEPS = ("programming_sigma", "stuck", "drift", "adc_bits", "tile")
+
+
+def _check(cfg: dict, where: str) -> None:
+    def fail(field: str, msg: str) -> None:
+        raise ConfigError(f"{where}: {field}: {msg}")
+
+    def ints(field: str, value: Any, low: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            fail(field, f"must be an integer >= {low}, got {value!r}")
+
+    def numbers(field: str, values: Any, low: float, high: float | None = None) -> None:
+        if not isinstance(values, list) or not values:
+            fail(field, "must be a non-empty list of numbers")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < low or (high is not None and v > high):
+                fail(field, f"{v!r} is not a number in [{low}, {high if high is not None else 'inf'}]")
+
+    for field, value, low in (("timesteps", cfg["timesteps"], 1), ("chips", cfg["chips"], 1),
+                              ("ann.epochs", cfg["ann"]["epochs"], 0),
+                              ("hardware_aware.epochs", cfg["hardware_aware"]["epochs"], 0)):
+        ints(field, value, low)
+    if not 0 < float(cfg["max_rate"]) <= 1:
+        fail("max_rate", "must be in (0, 1]")
+    if cfg["adc_calibration"]["method"] not in ("max", "percentile"):
+        fail("adc_calibration.method", "must be 'max' or 'percentile'")
+    if cfg["hardware_aware"]["faults"] not in ("chip", "random"):
+        fail("hardware_aware.faults", "must be 'chip' or 'random'")
+    for name in ("hardware_aware.device", "acceptance"):
+        node = cfg["hardware_aware"]["device"] if name != "acceptance" else cfg["acceptance"]
+        numbers(f"{name}.programming_sigma", [node["programming_sigma"]], 0.0)
+        numbers(f"{name}.stuck", [node["stuck"]], 0.0, 1.0)
+        ints(f"{name}.adc_bits", node["adc_bits"], 2)
+        ints(f"{name}.tile", node["tile"], 1)
+    s = cfg["sweeps"]
+    numbers("sweeps.programming_sigma", s["programming_sigma"], 0.0)
+    numbers("sweeps.stuck", s["stuck"], 0.0, 1.0)
+    numbers("sweeps.drift_time_s", s["drift_time_s"], 0.0)
+    numbers("sweeps.drift_nu", [s["drift_nu"], s["drift_nu_sigma"]], 0.0)
+    for field in ("adc_bits", "tile"):
+        if not isinstance(s[field], list) or not s[field]:
+            fail(f"sweeps.{field}", "must be a non-empty list of integers")
+        for v in s[field]:
+            ints(f"sweeps.{field}", v, 2 if field == "adc_bits" else 1)
+    ints("sweeps.adc_tile", s["adc_tile"], 1)
+    d = cfg["devices"]
+    if d["names"] != "all" and not (isinstance(d["names"], list) and d["names"]):
+        fail("devices.names", "must be 'all' or a non-empty list of profile names / paths")
+    if not d["periphery"] or any(p not in ("shipped", "ideal") for p in d["periphery"]):
+        fail("devices.periphery", "must be a non-empty list of 'shipped' / 'ideal'")
+
+
+def load_robustness_config(name_or_path: str | Path = DEFAULT, overrides: dict[str, Any] | None = None) -> dict:
+    """Load and validate a robustness configuration (defaults from ``robustness.yaml``).
+
+    Raises:
+        ConfigError: naming the file and the key of the first problem.
+    """
+    default, _ = _read(DEFAULT)
+    user, where = _read(name_or_path)
+    cfg = _merge(default, user, where)
+    for dotted, value in (overrides or {}).items():
+        node = cfg
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    _check(cfg, where)
+    return cfg
+
+
+def _condition(base: xbar.DeviceProfile, spec: dict) -> xbar.DeviceProfile:
+    """``base`` with a programming sigma, a stuck fraction (half off, half on), an ADC, tiles."""
+    return base.replace(programming_sigma=float(spec["programming_sigma"]), stuck_off=spec["stuck"] / 2,
+                        stuck_on=spec["stuck"] / 2, adc_bits=int(spec["adc_bits"]), tile_rows=int(spec["tile"]),
+                        tile_cols=int(spec["tile"]), name=f"{base.name}+condition")
+
+
+class Robustness:
+    """One run of a robustness configuration into an output folder (resumable).
+
+    Args:
+        config: from :func:`load_robustness_config`.
+        out_dir: results folder.
+        progress: progress bars and step messages.
+        command: the command line, recorded in the results.
+    """
+
+    def __init__(self, config: dict, out_dir: str | Path, progress: bool = True, command: str | None = None) -> None:
+        self.cfg = config
+        self.out = Path(out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.progress = progress
+        shipped = xbar.load_device(config["base_device"])
+        self.base = shipped.ideal_devices().ideal_periphery().replace(name=shipped.name)
+        self._data: tuple | None = None
+        self._models: dict[str, torch.nn.Module] = {}
+        self.results = self._load_or_new(command)
+        self._t0 = time.perf_counter() - float(self.results.get("wall_time_s", 0.0))
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _load_or_new(self, command: str | None) -> dict:
+        fresh = {"study": self.cfg["name"], "kind": "robustness", "config": self.cfg, "versions": _versions(),
+                 "command": command, "wall_time_s": 0.0, "base_device": self.base.to_dict(), "models": {},
+                 "points": [], "devices": []}
+        path = self.out / "results.json"
+        if path.exists():
+            try:
+                old = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                old = None
+            if old and old.get("config") == self.cfg and old.get("kind") == "robustness":
+                self._say(f"resuming from {path}")
+                return old
+            self._say(f"{path}: written by another configuration; starting over")
+            for f in self.out.glob("*.pt"):
+                f.unlink()
+        return fresh
+
+    def _say(self, msg: str) -> None:
+        if self.progress:
+            print(msg, flush=True)
+
+    def save(self) -> None:
+        """Write ``results.json`` now (atomically)."""
+        self.results["wall_time_s"] = time.perf_counter() - self._t0
+        write_json_atomic(self.out / "results.json", self.results)
+
+    # -- data and networks -------------------------------------------------------------------
+    def data(self) -> tuple:
+        """``(train, test, calibration images)``: image/label tensor pairs and a tensor."""
+        if self._data is None:
+            d = self.cfg["data"]
+            train_ds, _val, test_ds = mnist_datasets(val_size=d["val_size"], seed=0)
+            lim = lambda ds, n: (ds.images[:n], ds.labels[:n]) if n else (ds.images, ds.labels)  # noqa: E731
+            tr, te = lim(train_ds, d["train_limit"]), lim(test_ds, d["test_limit"])
+            self._data = (tr, te, tr[0][: d["calibration_samples"]])
+        return self._data
+
+    def _loader(self, split: str, shuffle_seed: int | None = None, limit: int | None = None) -> TensorLoader:
+        tr, te, _ = self.data()
+        images, labels = tr if split == "train" else te
+        d = self.cfg["data"]
+        bs = d["batch_size"] if shuffle_seed is not None else d["eval_batch_size"]
+        return TensorLoader(images, labels, bs, shuffle=shuffle_seed is not None, seed=shuffle_seed or 0, limit=limit)
+
+    def _float_state(self, model: torch.nn.Module) -> dict:
+        return {k: v for k, v in model.state_dict().items() if k.endswith(("weight", "bias"))}
+
+    def model(self, key: str) -> torch.nn.Module:
+        """The float ANN of ``key`` (``conversion``: trained; ``hardware-aware``: finetuned)."""
+        if key in self._models:
+            return self._models[key]
+        torch.manual_seed(0)
+        net = build_model(self.cfg["model"])
+        ck = self.out / f"{key}.pt"
+        if ck.exists() and key in self.results["models"]:
+            net.load_state_dict(torch.load(ck, weights_only=True))
+        elif key == "conversion":
+            a = self.cfg["ann"]
+            self._say("== training the ANN")
+            hist = train(net, self._loader("train", shuffle_seed=0), epochs=a["epochs"], lr=a["lr"], seed=0,
+                         progress=self.progress, desc="ANN")
+            torch.save(net.state_dict(), ck)
+            self.results["models"][key] = {"history": hist, "ann_test_acc": evaluate(net, self._loader("test"))}
+            self.save()
+        else:
+            h = self.cfg["hardware_aware"]
+            dev = _condition(self.base, h["device"])
+            self._say(f"== hardware-aware finetuning on {dev.name} ({h['epochs']} epochs, faults: {h['faults']})")
+            t0 = time.perf_counter()
+            hw = hardware_aware_finetune(self.model("conversion"), dev, self._loader("train", shuffle_seed=1),
+                                         epochs=h["epochs"], lr=h["lr"], noise_scale=h["noise_scale"],
+                                         calibration=self.data()[2][:200], seed=0, chip_seed=0, faults=h["faults"],
+                                         progress=self.progress)
+            net.load_state_dict(self._float_state(hw))
+            torch.save(net.state_dict(), ck)
+            self.results["models"][key] = {"history": hw.history, "device": dev.to_dict(),
+                                           "train_s": time.perf_counter() - t0,
+                                           "ann_on_chip_test_acc": evaluate(hw, self._loader("test"))}
+            self.save()
+        net.eval()
+        self._models[key] = net
+        return net
+
+    def chip_snn(self, key: str, device: xbar.DeviceProfile, chip: int) -> xbar.SpikingNetwork:
+        """The network ``key`` converted on chip ``chip`` of ``device``, converters calibrated."""
+        calib = self.data()[2]
+        on_chip = device.ideal_periphery()
+        cb = xbar.to_crossbar(self.model(key), on_chip)
+        xbar.fix_faults(cb, chip)
+        xbar.program_model(cb, chip)
+        enc = xbar.PoissonEncoder(float(self.cfg["max_rate"]), torch.Generator().manual_seed(7))
+        snn = xbar.to_snn(cb, calibration=calib.split(500), timesteps=int(self.cfg["timesteps"]), norm="percentile",
+                          percentile=float(self.cfg["percentile"]), encoder=enc)
+        for m in snn.modules():
+            if isinstance(m, xbar.CrossbarLinear | xbar.CrossbarConv2d):
+                m.profile = device
+        xbar.program_model(snn, chip)
+        if device.adc_bits is not None or device.dac_bits is not None:
+            a = self.cfg["adc_calibration"]
+            xbar.calibrate_periphery(snn, calib[: a["samples"]].split(100), method=a["method"],
+                                     percentile=float(a["percentile"]))
+        snn.eval()
+        return snn
+
+    def _accuracy(self, snn: xbar.SpikingNetwork, seed: int) -> float:
+        snn.encoder = xbar.PoissonEncoder(float(self.cfg["max_rate"]), torch.Generator().manual_seed(seed))
+        return evaluate(snn, self._loader("test"))
+
+    # -- points ------------------------------------------------------------------------------
+    def sweep_points(self) -> Iterator[tuple[str, float, bool | None, xbar.DeviceProfile, float | None]]:
+        """Every ``(sweep, value, compensation, device, drift time)`` of the configuration."""
+        s, acc, base = self.cfg["sweeps"], self.cfg["acceptance"], self.base
+        for v in s["programming_sigma"]:
+            yield "programming_sigma", float(v), None, base.replace(programming_sigma=float(v)), None
+        for v in s["stuck"]:
+            yield "stuck", float(v), None, base.replace(stuck_off=v / 2, stuck_on=v / 2), None
+        drifting = base.replace(drift_nu=float(s["drift_nu"]), drift_nu_sigma=float(s["drift_nu_sigma"]))
+        for comp in (False, True):
+            for v in s["drift_time_s"]:
+                yield "drift", float(v), comp, drifting, float(v)
+        for v in s["adc_bits"]:
+            yield "adc_bits", float(v), None, base.replace(adc_bits=int(v), tile_rows=s["adc_tile"],
+                                                           tile_cols=s["adc_tile"]), None
+        for v in s["tile"]:
+            yield "tile", float(v), None, base.replace(adc_bits=int(acc["adc_bits"]), tile_rows=int(v),
+                                                       tile_cols=int(v)), None
+
+    def _measure(self, key: str, device: xbar.DeviceProfile, drift: tuple[float, bool] | None = None,
+                 energy: int | None = None) -> dict:
+        accs, joules = [], []
+        for chip in range(int(self.cfg["chips"])):
+            snn = self.chip_snn(key, device, chip)
+            if drift is not None:
+                xbar.drift(snn, drift[0], compensate=drift[1])
+            accs.append(self._accuracy(snn, 1000 + chip))
+            if energy:
+                snn.encoder = xbar.PoissonEncoder(float(self.cfg["max_rate"]), torch.Generator().manual_seed(99))
+                with xbar.EnergyMeter(snn, device) as meter:
+                    evaluate(snn, self._loader("test", limit=energy))
+                joules.append(meter.report().to_dict())
+        row: dict[str, Any] = {"model": key, "acc": sum(accs) / len(accs), "acc_per_chip": accs}
+        if joules:
+            row["energy"] = joules[0]
+        return row
+
+    def step_acceptance(self) -> None:
+        """Both networks at the acceptance condition."""
+        if "acceptance" in self.results:
+            return
+        dev = _condition(self.base, self.cfg["acceptance"])
+        rows = {key: self._measure(key, dev) for key in MODELS}
+        self.results["acceptance"] = {"device": dev.to_dict(), "T": int(self.cfg["timesteps"]),
+                                      **{key: rows[key]["acc"] for key in MODELS}, "rows": list(rows.values())}
+        self.save()
+
+    def step_sweeps(self) -> None:
+        """Every sweep point for both networks."""
+        done = {(r["sweep"], r["value"], r["compensation"], r["model"]) for r in self.results["points"]}
+        todo = [(p, key) for p in self.sweep_points() for key in MODELS if (p[0], p[1], p[2], key) not in done]
+        for (sweep, value, comp, dev, t), key in tqdm(todo, desc="robustness sweeps", disable=not self.progress):
+            row = self._measure(key, dev, None if t is None else (t, bool(comp)))
+            self.results["points"].append({"sweep": sweep, "value": value, "compensation": comp, **row})
+            self.save()
+
+    def device_list(self) -> list[str]:
+        names = self.cfg["devices"]["names"]
+        return xbar.list_devices() if names == "all" else list(names)
+
+    def step_devices(self) -> None:
+        """Every device profile, as shipped and with ideal periphery: accuracy and energy."""
+        done = {(r["device"], r["periphery"], r["model"]) for r in self.results["devices"]}
+        d = self.cfg["devices"]
+        todo = [(n, p, k) for n in self.device_list() for p in d["periphery"] for k in MODELS if (n, p, k) not in done]
+        for name, periphery, key in tqdm(todo, desc="device comparison", disable=not self.progress):
+            dev = xbar.load_device(name)
+            dev = dev.ideal_periphery() if periphery == "ideal" else dev
+            row = self._measure(key, dev, energy=int(d["energy_samples"]))
+            self.results["devices"].append({"device": name, "periphery": periphery, **row})
+            self.save()
+
+    def run_all(self) -> Path:
+        """Train, finetune, measure everything, write the outputs; returns the report path."""
+        for name, fn in (("models", lambda: [self.model(k) for k in MODELS]), ("acceptance", self.step_acceptance),
+                         ("sweeps", self.step_sweeps), ("device comparison", self.step_devices)):
+            t0 = time.perf_counter()
+            self._say(f"== {name}")
+            fn()
+            self._say(f"   {name} done in {time.perf_counter() - t0:.1f} s")
+        return self.write_outputs()
+
+    def write_outputs(self) -> Path:
+        """CSVs, plots and ``report.md``."""
+        from .robustness_report import write_all
+
+        self.save()
+        return write_all(self.results, self.out)
