@@ -63,6 +63,11 @@ def _cfg(results: Mapping[str, Any], *keys: str) -> Any:
     return node
 
 
+def _threshold(results: Mapping[str, Any]) -> float:
+    """The hardware-aware target at the acceptance condition (``acceptance.threshold`` or the default)."""
+    return _num(_cfg(results, "acceptance", "threshold")) or ACCEPTANCE_THRESHOLD
+
+
 def describe_device(dev: Mapping[str, Any] | None, T: Any = None) -> str:
     """A device condition in words: name, programming sigma, stuck devices, ADC, tiles, T."""
     dev = dev or {}
@@ -99,18 +104,20 @@ def _sweeps(results: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
     return {s: out[s] for s in order}
 
 
-def _acceptance_x(results: Mapping[str, Any], sweep: str) -> float | None:
-    """The acceptance condition's value on the axis of ``sweep`` (None where it does not apply)."""
-    if sweep not in ("programming_sigma", "stuck", "adc_bits", "tile"):
-        return None
-    v = _num(_cfg(results, "acceptance", sweep))
-    return None if v is None else _SWEEP_INFO[sweep][3](v)
+def _accept(results: Mapping[str, Any], sweep: str) -> float | None:
+    """The acceptance condition's value of ``sweep`` (None where it has none, as for drift)."""
+    return _num(_cfg(results, "acceptance", sweep)) if sweep in _SWEEP_INFO and sweep != "drift" else None
 
 
-def _chip_rows(points: Sequence[Mapping[str, Any]], transform: Any) -> list[dict]:
-    """One row per chip (x, acc), for the mean curve and its min-max band over chips."""
-    return [{"x": transform(float(p["value"])), "acc": a} for p in points
-            for a in (p.get("acc_per_chip") or [p.get("acc")])]
+def _series(points: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
+    """``(model, compensation)`` pairs present: one per model, two per model for drift."""
+    return [(m, c) for m in _models(points)
+            for c in sorted({p.get("compensation") for p in points if p.get("model") == m}, key=str)]
+
+
+def _label(model: str, comp: Any) -> str:
+    suffix = "" if comp is None else ", compensated" if comp else ", uncompensated"
+    return MODEL_LABELS.get(model, model) + suffix
 
 
 def plot_sweeps(results: Mapping[str, Any], out_dir: Path) -> str | None:
@@ -129,20 +136,14 @@ def plot_sweeps(results: Mapping[str, Any], out_dir: Path) -> str | None:
     for ax, (sweep, points) in zip(axes.flat, sweeps.items()):
         title, xlabel, fmt, tr = _SWEEP_INFO.get(sweep, (sweep, sweep, plain, lambda v: v))
         log = _LOG_BASE.get(sweep)
-        for model in models:
-            comps = sorted({p.get("compensation") for p in points if p.get("model") == model}, key=str)
-            for comp in comps:
-                rows = [r for r in _chip_rows([p for p in points if p.get("model") == model
-                                               and p.get("compensation") == comp], tr)
-                        if not log or r["x"] > 0]
-                curve = aggregate_rows(rows, "x", "acc")
-                if not curve:
-                    continue
-                label = MODEL_LABELS.get(model, model)
-                if comp is not None:
-                    label += ", compensated" if comp else ", uncompensated"
+        for model, comp in _series(points):
+            rows = [{"x": tr(float(p["value"])), "acc": a} for p in points  # one per chip: band = min-max
+                    if p.get("model") == model and p.get("compensation") == comp
+                    for a in (p.get("acc_per_chip") or [p.get("acc")])]
+            curve = aggregate_rows([r for r in rows if not log or r["x"] > 0], "x", "acc")
+            if curve:
                 _curve(ax, curve, band=True, color=colors[model], marker="o", markersize=3,
-                       linestyle="--" if comp is False else "-", label=label)
+                       linestyle="--" if comp is False else "-", label=_label(model, comp))
         xs = sorted({tr(float(p["value"])) for p in points if not log or tr(float(p["value"])) > 0})
         if log:
             ax.set_xscale("log", base=log)
@@ -150,17 +151,17 @@ def plot_sweeps(results: Mapping[str, Any], out_dir: Path) -> str | None:
             ax.minorticks_off()
         elif sweep == "adc_bits":
             ax.set_xticks(xs)
-        accept = _acceptance_x(results, sweep)
+        accept = _accept(results, sweep)
         if accept is not None:
-            ax.axvline(accept, color="black", linewidth=0.8, alpha=0.7, label="acceptance condition")
+            ax.axvline(tr(accept), color="black", linewidth=0.8, alpha=0.7, label="acceptance condition")
         ax.set_title(title)
         ax.set_xlabel(xlabel + (f" (log{'' if log == 10 else log} scale)" if log else ""))
         ax.set_ylabel("test accuracy (%)")
         _percent_axis(ax)
         ax.legend(fontsize=7, loc="best")
     chips = _cfg(results, "chips")
-    fig.suptitle(f"Accuracy under one non-ideality at a time (base device "
-                 f"{(results.get('base_device') or {}).get('name', '?')}, T={plain(_cfg(results, 'timesteps'))}"
+    base, T = (results.get("base_device") or {}).get("name", "?"), plain(_cfg(results, "timesteps"))
+    fig.suptitle(f"Accuracy under one non-ideality at a time (base device {base}, T={T}"
                  + (f", mean over {chips} chips; shaded: min-max)" if (chips or 1) > 1 else ")"))
     return _save(fig, out_dir, "robustness.png")
 
@@ -196,13 +197,13 @@ def plot_devices(results: Mapping[str, Any], out_dir: Path) -> str | None:
     groups = _device_groups(results)
     series = [(m, p) for m in models for p in peripheries]
     model_colors = _mode_colors(models)
-    colors = [(*model_colors[m][:3], 1.0 if i == 0 else 0.45) for m in models for i, _ in enumerate(peripheries)]
+    colors = [(*model_colors[m][:3], 1.0 if p == peripheries[0] else 0.45) for m, p in series]
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     for ax, value, ylabel, title in (
             (axes[0], lambda r: _num((r or {}).get("acc")), "test accuracy (%)", "Accuracy per device"),
             (axes[1], _joules, "energy per sample (J)", "Energy per test sample (device model)")):
-        data = {f"{MODEL_LABELS.get(m, m)}, {p} periphery": [value(groups.get((d, p), {}).get(m)) for d in devices]
-                for m, p in series}
+        data = {f"{MODEL_LABELS.get(m, m)}, {p} periphery": [value(groups.get((d, p), {}).get(m))
+                                                              for d in devices] for m, p in series}
         drawn = _grouped_bars(ax, devices, data, lambda k: colors[k])
         if ax is axes[0]:
             _percent_axis(ax)
@@ -213,11 +214,12 @@ def plot_devices(results: Mapping[str, Any], out_dir: Path) -> str | None:
         ax.set_title(title)
         if drawn:
             ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=2)
-    fig.suptitle(f"Shipped device profiles, as shipped and with ideal periphery (T={plain(_cfg(results, 'timesteps'))})")
+    fig.suptitle("Shipped device profiles, as shipped and with ideal periphery "
+                 f"(T={plain(_cfg(results, 'timesteps'))})")
     return _save(fig, out_dir, "devices.png")
 
 
-def write_csvs(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def write_csvs(results: Mapping[str, Any], out_dir: Path) -> None:
     """``robustness.csv`` (one row per sweep point) and ``devices.csv``; an empty table gets no file."""
     points = [{"sweep": p.get("sweep"), "value": p.get("value"), "compensation": p.get("compensation"),
                "model": p.get("model"), "acc": p.get("acc"), "chips": len(p.get("acc_per_chip") or [])}
@@ -225,12 +227,8 @@ def write_csvs(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     devices = [{"device": r.get("device"), "periphery": r.get("periphery"), "model": r.get("model"),
                 "acc": r.get("acc"), "joules_per_sample": _joules(r), "crossbar_j": _joules(r, "crossbar_j"),
                 "adc_j": _joules(r, "adc_j"), "acs": _joules(r, "acs")} for r in results.get("devices") or []]
-    written = []
     for name, rows in (("robustness.csv", points), ("devices.csv", devices)):
-        if rows:
-            _write(out_dir / name, rows)
-            written.append(out_dir / name)
-    return written
+        _write(out_dir / name, rows)  # writes nothing for an empty table
 
 
 def _provenance(results: Mapping[str, Any]) -> list[str]:
@@ -242,7 +240,8 @@ def _provenance(results: Mapping[str, Any]) -> list[str]:
     return lines + [
         f"- Configuration: `{results.get('study', '?')}`",
         f"- Base device: `{(results.get('base_device') or {}).get('name', '?')}`",
-        f"- Chips per point: {plain(_cfg(results, 'chips'))}; timesteps T={plain(_cfg(results, 'timesteps'))}",
+        f"- Chips per point: {plain(_cfg(results, 'chips'))}",
+        f"- Timesteps: T={plain(_cfg(results, 'timesteps'))}",
         "- Versions: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or DASH),
         "- Wall time: " + (DASH if wall is None else f"{wall:.1f} s ({wall / 60:.1f} min)"), ""]
 
@@ -251,7 +250,7 @@ def _acceptance(results: Mapping[str, Any]) -> list[str]:
     acc = results.get("acceptance")
     if not acc:
         return []
-    t, hw = _num(_cfg(results, "acceptance", "threshold")) or ACCEPTANCE_THRESHOLD, _num(acc.get("hardware-aware"))
+    t, hw = _threshold(results), _num(acc.get("hardware-aware"))
     verdict = DASH if hw is None else ("**yes**" if hw >= t else "**no**")
     rows = [[MODEL_LABELS.get(m, m), pct(acc.get(m)),
              ", ".join(pct(a) for a in next((r.get("acc_per_chip") or [] for r in acc.get("rows") or []
@@ -276,8 +275,9 @@ def _training(results: Mapping[str, Any]) -> list[str]:
         h, hist = _cfg(results, "hardware_aware") or {}, hw.get("history") or []
         loss = _num(hist[-1].get("loss")) if hist else None
         lines.append(
-            f"- Hardware-aware: finetuned for {plain(h.get('epochs', len(hist)))} epochs (lr {plain(h.get('lr'))}, "
-            f"noise scale {plain(h.get('noise_scale'))}, faults: {h.get('faults', '?')}) at "
+            f"- Hardware-aware: finetuned for {plain(h.get('epochs', len(hist)))} epochs "
+            f"(lr {plain(h.get('lr'))}, noise scale {plain(h.get('noise_scale'))}, "
+            f"faults: {h.get('faults', '?')}) at "
             f"{describe_device(hw.get('device'))}, in {plain(round(_num(hw.get('train_s')) or 0, 1))} s; "
             f"final loss {DASH if loss is None else f'{loss:.4f}'}, ANN-on-chip test accuracy "
             f"{pct(hw.get('ann_on_chip_test_acc'))}.")
@@ -291,19 +291,15 @@ def _sweep_sections(results: Mapping[str, Any]) -> list[str]:
     lines = ["## Sweeps", "", "![Accuracy under each non-ideality](robustness.png)", ""]
     for sweep, points in sweeps.items():
         title, xlabel, fmt, _ = _SWEEP_INFO.get(sweep, (sweep, sweep, plain, None))
-        models = _models(points)
-        cols = [(m, c) for m in models for c in sorted({p.get("compensation") for p in points
-                                                        if p.get("model") == m}, key=str)]
+        cols = _series(points)
         cell = {(str(p.get("model")), p.get("compensation"), round(float(p["value"]), 9)): p for p in points}
-        accept = _num(_cfg(results, "acceptance", sweep)) if _acceptance_x(results, sweep) is not None else None
+        accept = _accept(results, sweep)
         rows = []
         for v in sorted({round(float(p["value"]), 9) for p in points}):
             label = fmt(v)
             rows.append([f"**{label}**" if accept is not None and abs(v - accept) < 1e-9 else label]
                         + [pct((cell.get((m, c, v)) or {}).get("acc")) for m, c in cols])
-        header = [MODEL_LABELS.get(m, m) + ("" if c is None else ", compensated" if c else ", uncompensated")
-                  for m, c in cols]
-        lines += [f"### {title}", ""] + _table([xlabel, *header], rows) + [""]
+        lines += [f"### {title}", ""] + _table([xlabel, *(_label(m, c) for m, c in cols)], rows) + [""]
         if accept is not None:
             lines += ["Bold: the acceptance condition's value.", ""]
     return lines
@@ -324,11 +320,12 @@ def _device_section(results: Mapping[str, Any]) -> list[str]:
     labels = [MODEL_LABELS.get(m, m) for m in models]
     samples = sorted({plain((r.get("energy") or {}).get("samples")) for r in results.get("devices") or []})
     return ["## Device comparison", ""] + _table(
-        ["Device", "Periphery", *(f"Accuracy, {x}" for x in labels), *(f"Energy/sample, {x}" for x in labels)],
-        rows) + ["", f"Energy per test sample from the device model (averaged over {', '.join(samples)} "
-                 "samples): crossbar reads, ADC, neuron updates and spikes; in brackets the ADC's share. "
-                 "\"ideal\" periphery: the profile without ADC, DAC, tiling or wire resistance.", "",
-                 "![Accuracy and energy per device](devices.png)", ""]
+        ["Device", "Periphery", *(f"Accuracy, {x}" for x in labels),
+         *(f"Energy/sample, {x}" for x in labels)], rows) + [
+        "", f"Energy per test sample from the device model (averaged over {', '.join(samples)} "
+        "samples): crossbar reads, ADC, neuron updates and spikes; in brackets the ADC's share. "
+        "\"ideal\" periphery: the profile without ADC, DAC, tiling or wire resistance.", "",
+        "![Accuracy and energy per device](devices.png)", ""]
 
 
 def _how_to_read(results: Mapping[str, Any]) -> list[str]:
@@ -340,14 +337,16 @@ def _how_to_read(results: Mapping[str, Any]) -> list[str]:
     return ["## How to read this", "",
             f"Each sweep varies one non-ideality of the base device "
             f"(`{(results.get('base_device') or {}).get('name', '?')}`) with everything else ideal; "
-            f"the drift sweep uses drift exponent nu={plain(s.get('drift_nu'))}, the ADC sweep "
+            f"the drift sweep uses drift exponent nu={plain(s.get('drift_nu'))}"
+            + (f" (device-to-device sigma {plain(s['drift_nu_sigma'])})" if s.get("drift_nu_sigma") else "")
+            + ", the ADC sweep "
             f"{plain(s.get('adc_tile'))}x{plain(s.get('adc_tile'))} tiles and the tile sweep a "
             f"{plain(acc.get('adc_bits'))}-bit ADC. A chip is a seed: its defect map (nested across stuck "
             "fractions, so a larger fraction adds faults to a smaller one's), its programming noise and its "
             f"read noise; each accuracy is the mean over {plain(_cfg(results, 'chips'))} chip(s). Drift "
             "\"compensated\" applies a global drift compensation. The hardware-aware network was finetuned "
-            f"once, at {cond}, {faults.get(h.get('faults'), 'faults: ' + str(h.get('faults')))} "
-            f"(faults: {h.get('faults', '?')}), and is evaluated unchanged at every point.", ""]
+            f"once, at {cond}, {faults.get(h.get('faults'), '')} (faults: {h.get('faults', '?')}), and is "
+            "evaluated unchanged at every point.", ""]
 
 
 def write_all(results: dict, out_dir: str | Path) -> Path:
@@ -371,7 +370,7 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
     lines = []
     acc = results.get("acceptance")
     if acc:
-        hw, t = _num(acc.get("hardware-aware")), _num(_cfg(results, "acceptance", "threshold")) or ACCEPTANCE_THRESHOLD
+        hw, t = _num(acc.get("hardware-aware")), _threshold(results)
         lines.append(f"acceptance ({describe_device(acc.get('device'), acc.get('T'))}): "
                      + ", ".join(f"{MODEL_LABELS.get(m, m)} {pct(acc.get(m))}" for m in MODELS if m in acc)
                      + ("" if hw is None else f" ({'meets' if hw >= t else 'misses'} {100 * t:.1f}%)"))
@@ -382,8 +381,7 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
         parts = []
         for m in _models(points):
             worst = min((p for p in points if p.get("model") == m), key=lambda p: _num(p.get("acc")) or 0.0)
-            comp = worst.get("compensation")
-            where = fmt(float(worst["value"])) + ("" if comp is None else ", compensated" if comp else "")
-            parts.append(f"{MODEL_LABELS.get(m, m)} {pct(worst.get('acc'))} at {where}")
+            parts.append(f"{_label(m, worst.get('compensation'))} {pct(worst.get('acc'))} at "
+                         f"{fmt(float(worst['value']))}")
         lines.append(f"{title}, worst: " + "; ".join(parts))
     return lines

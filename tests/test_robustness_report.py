@@ -32,7 +32,8 @@ def _profile(name: str, sigma: float = 0.0, stuck: float = 0.0, adc: int | None 
 
 def _energy(scale: float, adc: float) -> dict[str, Any]:
     totals = {"input_events": 300.0, "acs": 3.0e4, "macs": 0.0, "synaptic_events": 3.0e4,
-              "crossbar_j": 2e-9 * scale, "adc_j": adc, "neuron_j": 1e-10, "joules": 2e-9 * scale + adc + 1e-10,
+              "crossbar_j": 2e-9 * scale, "adc_j": adc, "neuron_j": 1e-10,
+              "joules": 2e-9 * scale + adc + 1e-10,
               "digital_snn_j": 2.7e-8, "ann_macs": 79400.0, "digital_ann_j": 3.6e-7}
     return {"samples": 100, "device": "x", "totals": totals, "layers": []}
 
@@ -43,8 +44,10 @@ def make_results() -> dict[str, Any]:
               "acceptance": acceptance,
               "hardware_aware": {"epochs": 2, "lr": 0.001, "noise_scale": 1.0, "faults": "chip",
                                  "device": dict(acceptance)},
-              "sweeps": {"programming_sigma": SWEEP_VALUES["programming_sigma"], "stuck": SWEEP_VALUES["stuck"],
-                         "drift_nu": 0.05, "drift_time_s": SWEEP_VALUES["drift"], "adc_bits": [2, 6, 8],
+              "sweeps": {"programming_sigma": SWEEP_VALUES["programming_sigma"],
+                         "stuck": SWEEP_VALUES["stuck"],
+                         "drift_nu": 0.05, "drift_nu_sigma": 0.02, "drift_time_s": SWEEP_VALUES["drift"],
+                         "adc_bits": [2, 6, 8],
                          "adc_tile": 64, "tile": [16, 64, 256]},
               "devices": {"names": DEVICES, "periphery": ["shipped", "ideal"], "energy_samples": 100}}
     cond = _profile("seed-4bit+condition", 0.05, 0.01, 6, 64)
@@ -97,7 +100,8 @@ def test_write_all_full(tmp_path: Path) -> None:
     assert {r["compensation"] for r in rows if r["sweep"] == "drift"} == {"False", "True"}
     dev = _csv(tmp_path / "devices.csv")
     assert len(dev) == 2 * 2 * 2
-    assert list(dev[0]) == ["device", "periphery", "model", "acc", "joules_per_sample", "crossbar_j", "adc_j", "acs"]
+    assert list(dev[0]) == ["device", "periphery", "model", "acc", "joules_per_sample", "crossbar_j", "adc_j",
+                            "acs"]
     assert float(dev[0]["joules_per_sample"]) == results["devices"][0]["energy"]["totals"]["joules"]
 
     text = report.read_text(encoding="utf-8")
@@ -112,7 +116,8 @@ def test_write_all_full(tmp_path: Path) -> None:
     assert set(sections) == {"Programming noise", "Stuck-at devices", "Conductance drift", "ADC resolution",
                              "Tile size"}
     for label in ("0%", "5%", "20%"):
-        assert f"| {label} |" in sections["Programming noise"] or f"| **{label}** |" in sections["Programming noise"]
+        assert f"| {label} |" in sections["Programming noise"] or f"| **{label}** |" in sections[
+            "Programming noise"]
     for label in ("0%", "1%", "10%"):
         assert label in sections["Stuck-at devices"]
     for label in ("1 s", "1 h", "1 y"):
@@ -129,6 +134,7 @@ def test_write_all_full(tmp_path: Path) -> None:
     assert "`pcm` | shipped" in text and "`seed-4bit` | ideal" in text
     assert energy(results["devices"][0]["energy"]["totals"]["joules"]) in text and "(ADC " in text
     assert "## How to read this" in text and "evaluated unchanged at every point" in text
+    assert "nu=0.05 (device-to-device sigma 0.02)" in text
 
 
 def test_partial_results(tmp_path: Path) -> None:
@@ -164,4 +170,5 @@ def test_summary_lines() -> None:
 def test_formatting() -> None:
     assert [duration(v) for v in (1, 60, 3600, 86400, 2592000, 31536000)] == [
         "1 s", "1 min", "1 h", "1 d", "30 d", "1 y"]
-    assert energy(1.234e-8) == "12.3 nJ" and energy(2.5e-6) == "2.5 µJ" and energy(0) == "0 pJ" and duration(0) == "0 s"
+    assert energy(1.234e-8) == "12.3 nJ" and energy(2.5e-6) == "2.5 µJ" and energy(0) == "0 pJ"
+    assert duration(0) == "0 s" and duration(90) == "1.5 min"
