@@ -265,7 +265,7 @@ def test_energy_scales_linearly_from_picosiemens_to_millisiemens() -> None:
 def test_layer_larger_than_a_tile(device: str) -> None:
     """Linear(1500, 700) on a profile with 256 x 256 tiles: exact on ideal, within half a state on seed-4bit."""
     torch.manual_seed(0)
-    dev = xbar.load_device(device).replace(tile_rows=256, tile_cols=256)
+    dev = xbar.load_device(device).replace(tile_rows=256, tile_cols=256, adc_bits=24)
     lin = nn.Linear(1500, 700)
     layer = xbar.CrossbarLinear.from_linear(lin, dev)
     x = (torch.rand(3, 1500) < 0.1).float()

@@ -10,8 +10,9 @@ For each read of a layer with row drive ``x`` (DESIGN.md, "Physical model"):
   (output channel, output position) pairs input position ``i`` feeds;
 * crossbar read energy ``E = t_read * sum_i (x_i V_read)^2 * sum_j (G+_ij + G-_ij)``
   (for Conv2d summed over every output position's read);
-* ADC conversions: one per column output per read and per array the column spans (a layer
-  tiled into ``n`` row tiles converts ``n`` partial sums per output), times ``adc_pj``;
+* ADC conversions (devices with ``adc_bits``; none for an ideal readout): one per column output
+  per read and per array the column spans (a layer tiled into ``n`` row tiles converts ``n``
+  partial sums per output), times ``adc_pj``;
 * IF layers: neuron updates times ``neuron_update_pj`` and spikes times ``spike_pj``;
 * digital comparison: ``ACs * digital_ac_pj + MACs * digital_mac_pj`` against the ANN's dense
   ``MACs * digital_mac_pj`` for one pass per sample (Horowitz 2014, 45 nm).
@@ -421,6 +422,8 @@ class EnergyMeter:
                 fan_out = _conv_feed(module, ones, torch.ones_like(gsum), in_shape[-2:])
                 g_feed = _conv_feed(module, ones, gsum, in_shape[-2:])
                 outputs = float(module.out_channels * out_hw[0] * out_hw[1])
+            if self.device.adc_bits is None:  # ideal readout: the neurons take the analog currents
+                outputs = 0.0
             outputs *= tile_count(module.weight[0].numel(), self.device.tile_rows)  # an ADC per array
         fan_out, g_feed = fan_out.to(torch.float64), g_feed.to(device=device, dtype=torch.float64)
         c.cache.clear()
