@@ -9,6 +9,8 @@ compensation), ADC bits, tile size. Every point is measured for two networks:
 * **conversion only**: the trained ANN, converted on the chip;
 * **hardware-aware**: the ANN finetuned once with :func:`xbar.hardware_aware_finetune` at the
   ``hardware_aware.device`` condition (the acceptance condition by default), then converted.
+  With ``faults: chip`` (fault-aware training) it is finetuned once per chip, for that chip's
+  defect map; with ``faults: random`` one network serves every chip.
 
 A chip is a seed: its defect map (:func:`xbar.fix_faults`; maps are nested, so a larger stuck
 fraction adds faults to a smaller one's), its programming noise (:func:`xbar.program_model`) and
@@ -192,14 +194,19 @@ class Robustness:
     def _float_state(self, model: torch.nn.Module) -> dict:
         return {k: v for k, v in model.state_dict().items() if k.endswith(("weight", "bias"))}
 
-    def model(self, key: str) -> torch.nn.Module:
-        """The float ANN of ``key`` (``conversion``: trained; ``hardware-aware``: finetuned)."""
-        if key in self._models:
-            return self._models[key]
+    def model(self, key: str, chip: int = 0) -> torch.nn.Module:
+        """The float ANN of ``key`` (``conversion``: trained; ``hardware-aware``: finetuned).
+
+        With ``hardware_aware.faults: chip`` the hardware-aware network is finetuned for each
+        chip's own defect map (``hardware-aware-chipN`` for chips after the first)."""
+        per_chip = key == "hardware-aware" and self.cfg["hardware_aware"]["faults"] == "chip"
+        name = f"{key}-chip{chip}" if per_chip and chip else key
+        if name in self._models:
+            return self._models[name]
         torch.manual_seed(0)
         net = build_model(self.cfg["model"])
-        ck = self.out / f"{key}.pt"
-        if ck.exists() and key in self.results["models"]:
+        ck = self.out / f"{name}.pt"
+        if ck.exists() and name in self.results["models"]:
             net.load_state_dict(torch.load(ck, weights_only=True))
         elif key == "conversion":
             a = self.cfg["ann"]
@@ -212,27 +219,28 @@ class Robustness:
         else:
             h = self.cfg["hardware_aware"]
             dev = _condition(self.base, h["device"])
-            self._say(f"== hardware-aware finetuning on {dev.name} ({h['epochs']} epochs, faults: {h['faults']})")
+            self._say(f"== hardware-aware finetuning on {dev.name} ({h['epochs']} epochs, faults: {h['faults']}, "
+                      f"chip {chip})")
             t0 = time.perf_counter()
             hw = hardware_aware_finetune(self.model("conversion"), dev, self._loader("train", shuffle_seed=1),
                                          epochs=h["epochs"], lr=h["lr"], noise_scale=h["noise_scale"],
-                                         calibration=self.data()[2][:200], seed=0, chip_seed=0, faults=h["faults"],
-                                         progress=self.progress)
+                                         calibration=self.data()[2][:200], seed=0, chip_seed=chip,
+                                         faults=h["faults"], progress=self.progress)
             net.load_state_dict(self._float_state(hw))
             torch.save(net.state_dict(), ck)
-            self.results["models"][key] = {"history": hw.history, "device": dev.to_dict(),
+            self.results["models"][name] = {"history": hw.history, "device": dev.to_dict(), "chip": chip,
                                            "train_s": time.perf_counter() - t0,
                                            "ann_on_chip_test_acc": evaluate(hw, self._loader("test"))}
             self.save()
         net.eval()
-        self._models[key] = net
+        self._models[name] = net
         return net
 
     def chip_snn(self, key: str, device: xbar.DeviceProfile, chip: int) -> xbar.SpikingNetwork:
         """The network ``key`` converted on chip ``chip`` of ``device``, converters calibrated."""
         calib = self.data()[2]
         on_chip = device.ideal_periphery()
-        cb = xbar.to_crossbar(self.model(key), on_chip)
+        cb = xbar.to_crossbar(self.model(key, chip), on_chip)
         xbar.fix_faults(cb, chip)
         xbar.program_model(cb, chip)
         enc = xbar.PoissonEncoder(float(self.cfg["max_rate"]), torch.Generator().manual_seed(7))

@@ -345,7 +345,8 @@ def _how_to_read(results: Mapping[str, Any]) -> list[str]:
             "fractions, so a larger fraction adds faults to a smaller one's), its programming noise and its "
             f"read noise; each accuracy is the mean over {plain(_cfg(results, 'chips'))} chip(s). Drift "
             "\"compensated\" applies a global drift compensation. The hardware-aware network was finetuned "
-            f"once, at {cond}, {faults.get(h.get('faults'), '')} (faults: {h.get('faults', '?')}), and is "
+            f"{'once per chip' if h.get('faults') == 'chip' else 'once'}, at {cond}, "
+            f"{faults.get(h.get('faults'), '')} (faults: {h.get('faults', '?')}), and is "
             "evaluated unchanged at every point.", ""]
 
 
