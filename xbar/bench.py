@@ -5,7 +5,8 @@ in one process, so the ratios compare runs made under the same conditions.
 
 Workload: the EE 518 784-100-10 bias-free MLP, trained for one epoch (Adam, lr 1e-3, batch 64,
 seed 0; cached under ``<cache>/bench/``), converted with 99.9th-percentile normalisation on
-5000 training images, run on the MNIST test images (``XBAR_BENCH_SAMPLES``, default 10000) in
+5000 training images (``norm="percentile-all"``: the percentile of all activations, as
+spikingjelly's recipe computes it, so that both sides run the same network), run on the MNIST test images (``XBAR_BENCH_SAMPLES``, default 10000) in
 batches of 1000 with Poisson input at max rate 1.
 
 Configurations, per ``T``:
@@ -145,7 +146,7 @@ def xbar_network(setup: Setup, timesteps: int, crossbar: bool) -> Any:
         ann = xbar.to_crossbar(setup.ann, "seed-4bit") if crossbar else setup.ann
         enc = xbar.PoissonEncoder(1.0, _generator(setup.device))
         setup._nets[key] = xbar.to_snn(ann, calibration=setup.calib, timesteps=timesteps,
-                                       norm="percentile", percentile=99.9, encoder=enc).eval()
+                                       norm="percentile-all", percentile=99.9, encoder=enc).eval()
     return setup._nets[key]
 
 

@@ -12,6 +12,9 @@ weight normalisation written as thresholds.
     ``"max"``         ``lambda_l`` = max activation over the calibration data (Diehl et al. 2015);
     ``"percentile"``  ``lambda_l`` = that percentile of the non-zero activations
                       (Rueckauer et al. 2017; 99.9 by default);
+    ``"percentile-all"`` that percentile of all activations, zeros included: what
+                      spikingjelly's ``RateCodingRecipe(mode="99.9%")`` computes on one
+                      calibration batch (a lower threshold when many units are silent);
     ``"spike-norm"``  Sengupta et al. (2019): layer by layer, threshold = max over calibration
                       samples and timesteps of the weighted spike input, with the earlier
                       layers already converted and spiking.
@@ -34,11 +37,12 @@ from .snn import CurrentReadout, SpikingNetwork
 from .mapping import check_mapping
 from .validation import check_finite, check_network_input, check_number, check_parameters_finite
 
-NORMS = ("none", "max", "percentile", "spike-norm")
+NORMS = ("none", "max", "percentile", "spike-norm", "percentile-all")
 _SYNAPTIC = (nn.Linear, nn.Conv2d)
 _PASSIVE = (nn.Flatten, nn.AvgPool2d)
 _SKIPPED = (nn.Identity, nn.Dropout)
 _MAX_PERCENTILE_SAMPLES = 200_000
+_MAX_ALL_SAMPLES = 1 << 24  # percentile-all: exact (as torch.quantile) up to 16M values per batch
 
 
 def to_crossbar(model: nn.Module, device: DeviceProfile | str, inplace: bool = False,
@@ -142,8 +146,9 @@ def _batches(calibration: Any, stages: list[nn.Module]) -> Iterable[torch.Tensor
 
 
 def _relu_activations(layers: list[nn.Module], calibration: Any, percentile: float | None,
-                      device: torch.device) -> list[float]:
-    """Max or percentile of each ReLU's output over the calibration data."""
+                      device: torch.device, zeros: bool = False) -> list[float]:
+    """Max or percentile of each ReLU's output over the calibration data (of the non-zero
+    outputs, or of all of them with ``zeros``)."""
     relus = [i for i, m in enumerate(layers) if isinstance(m, nn.ReLU)]
     maxima = [0.0] * len(relus)
     samples: list[list[torch.Tensor]] = [[] for _ in relus]
@@ -159,9 +164,10 @@ def _relu_activations(layers: list[nn.Module], calibration: Any, percentile: flo
                 if i in relus:
                     maxima[k] = max(maxima[k], float(h.max())) if h.numel() else maxima[k]
                     if percentile is not None:
-                        nz = h[h > 0].flatten().cpu()
-                        if nz.numel() > _MAX_PERCENTILE_SAMPLES:
-                            nz = nz[torch.randperm(nz.numel(), generator=gen)[:_MAX_PERCENTILE_SAMPLES]]
+                        nz = (h.flatten() if zeros else h[h > 0].flatten()).cpu()
+                        cap = _MAX_ALL_SAMPLES if zeros else _MAX_PERCENTILE_SAMPLES
+                        if nz.numel() > cap:
+                            nz = nz[torch.randperm(nz.numel(), generator=gen)[:cap]]
                         samples[k].append(nz)
                     k += 1
     if seen == 0:
@@ -190,8 +196,10 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
         calibration: data for threshold balancing (a DataLoader of ``(images, labels)``, an
             iterable of tensors, or one tensor); required unless ``norm="none"``.
         timesteps: ``T``, steps per sample (>= 1).
-        norm: ``"none"``, ``"max"``, ``"percentile"`` or ``"spike-norm"`` (module docstring).
-        percentile: the percentile for ``norm="percentile"``, in ``(0, 100]``.
+        norm: ``"none"``, ``"max"``, ``"percentile"``, ``"percentile-all"`` or
+            ``"spike-norm"`` (module docstring).
+        percentile: the percentile for ``norm="percentile"`` / ``"percentile-all"``, in
+            ``(0, 100]``.
         encoder: input encoder (default ``PoissonEncoder(max_rate=1.0)``); spike-norm
             calibrates with it.
         reset: IF reset, ``"subtract"`` (default) or ``"zero"``.
@@ -226,8 +234,9 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
     for m in layers:
         m.eval()
 
-    if norm in ("max", "percentile"):
-        lams = [_positive(v) for v in _relu_activations(layers, calibration, percentile if norm == "percentile" else None, device)]
+    if norm in ("max", "percentile", "percentile-all"):
+        lams = [_positive(v) for v in _relu_activations(layers, calibration, None if norm == "max" else percentile,
+                                                        device, zeros=norm == "percentile-all")]
         thresholds = _rescale_for_thresholds(layers, lams)
     else:
         thresholds = [1.0] * sum(isinstance(m, nn.ReLU) for m in layers)
