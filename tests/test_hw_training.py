@@ -162,3 +162,20 @@ def test_hardware_aware_finetune_bad_arguments(trained, kwargs, name):
     ann, loader, _ = trained
     with pytest.raises((TypeError, ValueError), match=name):
         hardware_aware_finetune(ann, "seed-4bit", loader, progress=False, **kwargs)
+
+
+def test_copies_stay_programmed_so_conversion_sees_the_chip(seed4):
+    """A deep copy (``to_snn`` and ``to_crossbar`` copy) keeps the programmed conductances: no
+    fresh programming noise, so thresholds calibrated on a noisy chip repeat exactly."""
+    import copy
+
+    dev = seed4.replace(programming_sigma=0.08, stuck_on=0.02)
+    ann = xbar.to_crossbar(_mlp(), dev)
+    xbar.program_model(ann, 4)
+    twin = copy.deepcopy(ann)
+    assert twin[1].is_programmed and torch.equal(twin[1].g_pos, ann[1].g_pos)
+    calib = torch.rand(64, 1, 8, 8)
+    a = [float(n.threshold) for n in xbar.to_snn(ann, calibration=calib, timesteps=4).neurons()]
+    torch.manual_seed(123)  # a different global generator state must not matter
+    b = [float(n.threshold) for n in xbar.to_snn(ann, calibration=calib, timesteps=4).neurons()]
+    assert a == b

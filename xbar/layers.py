@@ -17,6 +17,7 @@ backward pass treats it as the master weight (hardware-aware training).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -318,6 +319,16 @@ class _CrossbarMixin:
         return self(x) * self.current_scale()
 
     # -- torch plumbing ----------------------------------------------------------------------
+    def __deepcopy__(self, memo: dict) -> Any:
+        """A copy that stays programmed: same conductances, no fresh programming noise."""
+        fresh = getattr(self, "_stamp", None) is not None and self.is_programmed
+        new = self.__class__.__new__(self.__class__)
+        memo[id(self)] = new
+        new.__setstate__(copy.deepcopy(self.__dict__, memo))
+        if fresh:
+            new._stamp = new._current_stamp()
+        return new
+
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         fresh = getattr(self, "_stamp", None) is not None and self.is_programmed
         out = super()._apply(fn, *args, **kwargs)  # type: ignore[misc]

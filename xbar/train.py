@@ -231,7 +231,8 @@ def hardware_aware_finetune(model: nn.Module, device: Any, train_loader: Iterabl
         calibration: data for the ADC/DAC ranges (:func:`xbar.calibrate_periphery`, max
             method), set before training when the device has converters; None keeps the
             layers' ranges.
-        seed: ``torch.manual_seed`` before training (the noise draws and the batch order).
+        seed: ``torch.manual_seed`` first (every noise draw, the calibration and the batch
+            order follow from it).
         chip_seed: the chip: its defect map (``faults="chip"``, :func:`xbar.fix_faults`) and,
             after training, its programming (:func:`xbar.program_model`); None draws from the
             global generator.
@@ -256,6 +257,7 @@ def hardware_aware_finetune(model: nn.Module, device: Any, train_loader: Iterabl
         raise ValueError(f"faults: must be 'chip' or 'random', got {faults!r}")
     target = _resolve_profile(device)
     noisy = _scaled_noise(target, noise_scale)
+    torch.manual_seed(seed)
     hw = to_crossbar(model, noisy)
     layers = [m for m in hw.modules() if isinstance(m, CROSSBAR_TYPES)]
     if not layers:
@@ -267,7 +269,6 @@ def hardware_aware_finetune(model: nn.Module, device: Any, train_loader: Iterabl
         set_surrogate(hw)
     if calibration is not None and (target.adc_bits is not None or target.dac_bits is not None):
         calibrate_periphery(hw, calibration, method="max")
-    torch.manual_seed(seed)
     opt = torch.optim.Adam([p for p in hw.parameters() if p.requires_grad], lr=lr)
     total = max(1, epochs * len(train_loader)) if hasattr(train_loader, "__len__") else None
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total) if total else None
