@@ -247,7 +247,7 @@ def _add_robustness_parser(subparsers: Any) -> None:
     """Add the ``robustness`` command."""
     text = ("accuracy under programming noise, stuck devices, drift, ADC bits and tiles, conversion only "
             "vs hardware-aware finetuned; every device profile compared (accuracy, energy)")
-    p = subparsers.add_parser("robustness", help=text, description=text.capitalize() + ". Resumes from the "
+    p = subparsers.add_parser("robustness", help=text, description=text[0].upper() + text[1:] + ". Resumes from the "
                               "results folder if interrupted.")
     p.add_argument("--config", default=None, metavar="NAME_OR_PATH",
                    help="configuration: robustness, robustness-quick or a YAML file (default robustness)")
