@@ -79,6 +79,7 @@ def _check(cfg: dict, where: str) -> None:
         numbers(f"{name}.stuck", [node["stuck"]], 0.0, 1.0)
         ints(f"{name}.adc_bits", node["adc_bits"], 2)
         ints(f"{name}.tile", node["tile"], 1)
+    ints("acceptance.chips", cfg["acceptance"]["chips"], 1)
     s = cfg["sweeps"]
     numbers("sweeps.programming_sigma", s["programming_sigma"], 0.0)
     numbers("sweeps.stuck", s["stuck"], 0.0, 1.0)
@@ -281,9 +282,9 @@ class Robustness:
                                                        tile_cols=int(v)), None
 
     def _measure(self, key: str, device: xbar.DeviceProfile, drift: tuple[float, bool] | None = None,
-                 energy: int | None = None) -> dict:
+                 energy: int | None = None, chips: int | None = None) -> dict:
         accs, joules = [], []
-        for chip in range(int(self.cfg["chips"])):
+        for chip in range(int(chips or self.cfg["chips"])):
             snn = self.chip_snn(key, device, chip)
             if drift is not None:
                 xbar.drift(snn, drift[0], compensate=drift[1])
@@ -299,11 +300,11 @@ class Robustness:
         return row
 
     def step_acceptance(self) -> None:
-        """Both networks at the acceptance condition."""
+        """Both networks at the acceptance condition, on ``acceptance.chips`` chips."""
         if "acceptance" in self.results:
             return
         dev = _condition(self.base, self.cfg["acceptance"])
-        rows = {key: self._measure(key, dev) for key in MODELS}
+        rows = {key: self._measure(key, dev, chips=int(self.cfg["acceptance"]["chips"])) for key in MODELS}
         self.results["acceptance"] = {"device": dev.to_dict(), "T": int(self.cfg["timesteps"]),
                                       **{key: rows[key]["acc"] for key in MODELS}, "rows": list(rows.values())}
         self.save()

@@ -240,7 +240,8 @@ def _provenance(results: Mapping[str, Any]) -> list[str]:
     return lines + [
         f"- Configuration: `{results.get('study', '?')}`",
         f"- Base device: `{(results.get('base_device') or {}).get('name', '?')}`",
-        f"- Chips per point: {plain(_cfg(results, 'chips'))}",
+        f"- Chips per point: {plain(_cfg(results, 'chips'))} (acceptance: "
+        f"{plain((_cfg(results, 'acceptance') or {}).get('chips', _cfg(results, 'chips')))})",
         f"- Timesteps: T={plain(_cfg(results, 'timesteps'))}",
         "- Versions: " + (", ".join(f"{k} {v}" for k, v in versions.items()) or DASH),
         "- Wall time: " + (DASH if wall is None else f"{wall:.1f} s ({wall / 60:.1f} min)"), ""]

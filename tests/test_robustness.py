@@ -17,6 +17,7 @@ data: {train_limit: 1000, test_limit: 200, calibration_samples: 200}
 ann: {epochs: 1}
 timesteps: 8
 hardware_aware: {epochs: 1}
+acceptance: {chips: 2}
 adc_calibration: {samples: 50}
 sweeps:
   programming_sigma: [0.0, 0.1]
@@ -30,7 +31,7 @@ devices: {names: [ideal, neurram], periphery: [shipped, ideal], energy_samples: 
 
 def test_shipped_configs_load_and_stay_out_of_the_study_list():
     full, quick = load_robustness_config("robustness"), load_robustness_config("robustness-quick")
-    assert full["acceptance"] == {"programming_sigma": 0.05, "stuck": 0.01, "adc_bits": 6, "tile": 64}
+    assert full["acceptance"] == {"programming_sigma": 0.05, "stuck": 0.01, "adc_bits": 6, "tile": 64, "chips": 3}
     assert full["timesteps"] == 32 and full["data"]["test_limit"] is None
     assert quick["data"]["test_limit"] == 1000 and quick["devices"]["names"] == ["ideal", "seed-4bit", "neurram"]
     assert not any(name.startswith("robustness") for name in list_configs())
@@ -74,6 +75,8 @@ def test_tiny_run_end_to_end_and_resume(tmp_path, capsys):
     for d in results["devices"]:
         assert 0 <= d["acc"] <= 1 and d["energy"]["totals"]["joules"] > 0
     assert 0 <= results["acceptance"]["conversion"] <= 1 and 0 <= results["acceptance"]["hardware-aware"] <= 1
+    assert [len(r["acc_per_chip"]) for r in results["acceptance"]["rows"]] == [2, 2]
+    assert {"hardware-aware", "hardware-aware-chip1"} <= set(results["models"]), "fault-aware: one per chip"
     with open(out / "robustness.csv") as f:
         assert len(list(csv.DictReader(f))) == len(results["points"])
     assert (out / "robustness.png").stat().st_size > 0 and (out / "devices.png").stat().st_size > 0
