@@ -1,5 +1,6 @@
 """One surrogate-gradient BPTT step (T=8, batch 128, Adam): xbar's SpikingNetwork against a
-spikingjelly IFNode network from the same weights on the same spikes (10 steps per round)."""
+spikingjelly IFNode network from the same weights on the same spikes, and fed by spikingjelly's
+own Poisson encoder (10 steps per round)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def runners(setup: Setup):
     return bptt_runners(setup, timesteps=8, batch=128, steps=_STEPS)
 
 
-@pytest.mark.parametrize("name", ["xbar", "spikingjelly"])
+@pytest.mark.parametrize("name", ["xbar", "spikingjelly", "spikingjelly own enc"])
 def test_bptt(benchmark, runners, setup: Setup, name: str) -> None:
     run = runners[name]
     loss, mem = peak_memory(run, setup.device)

@@ -26,7 +26,9 @@ Configurations, per ``T``:
 
 BPTT: one training step (surrogate sigmoid, alpha 4, soft reset, Adam) at ``T = 8``, batch 128,
 on the same spikes: xbar's :class:`~xbar.SpikingNetwork` against a spikingjelly multi-step
-network (``SeqToANNContainer(Linear)``, ``IFNode(v_reset=None)``), from the same initial weights.
+network (``SeqToANNContainer(Linear)``, ``IFNode(v_reset=None)``), from the same initial weights;
+and the same spikingjelly network fed by spikingjelly's own ``encoding.PoissonEncoder`` (one
+``torch.rand_like(x) <= x`` per step, as spikingjelly is usually trained; other random numbers).
 
 Times are the best of ``repeats`` interleaved rounds (robust to other load on the machine).
 Peak memory (measured on the warm-up run): on CUDA ``torch.cuda.max_memory_allocated`` above
@@ -253,11 +255,11 @@ def _torch_loop(setup: Setup, timesteps: int) -> Callable[[], int]:
 
 def bptt_runners(setup: Setup, timesteps: int = 8, batch: int = 128, steps: int = 10,
                  ) -> dict[str, Callable[[], float]]:
-    """``{"xbar": fn, "spikingjelly": fn}``; each fn runs ``steps`` BPTT steps from images
-    (Poisson encoding included), returns the last loss. Both start from the same weights and
-    see the same spikes."""
+    """``{"xbar": fn, "spikingjelly": fn, "spikingjelly own enc": fn}``; each fn runs ``steps``
+    BPTT steps from images (Poisson encoding included), returns the last loss. All start from
+    the same weights; the first two see the same spikes."""
     import xbar
-    from spikingjelly.activation_based import functional, layer, neuron, surrogate
+    from spikingjelly.activation_based import encoding, functional, layer, neuron, surrogate
 
     from .models import mlp
     from .train import set_surrogate
@@ -299,8 +301,17 @@ def bptt_runners(setup: Setup, timesteps: int = 8, batch: int = 128, steps: int 
         functional.reset_net(sj)
         return sj(enc(x, timesteps)).mean(0)
 
+    sj_own = copy.deepcopy(sj)
+    poisson = encoding.PoissonEncoder()
+    own_gen = torch.default_generator if dev.type == "cpu" else torch.cuda.default_generators[dev.index or 0]
+
+    def sj_own_forward(x: torch.Tensor) -> torch.Tensor:
+        functional.reset_net(sj_own)
+        return sj_own(torch.stack([poisson(x) for _ in range(timesteps)])).mean(0)
+
     return {"xbar": make(snn, snn.encoder.generator, snn),
-            "spikingjelly": make(sj, enc.generator, sj_forward)}
+            "spikingjelly": make(sj, enc.generator, sj_forward),
+            "spikingjelly own enc": make(sj_own, own_gen, sj_own_forward)}
 
 
 # -- measuring --------------------------------------------------------------------------------
@@ -444,4 +455,10 @@ def format_result(res: BenchResult) -> str:
                   f"(peak {mem['xbar']}), spikingjelly {1000 * bs / steps:.1f} ms/step (peak {mem['spikingjelly']}); "
                   f"spikingjelly / xbar = {bs / bx:.2f}x; final losses {res.bptt['xbar']['result']:.4f} / "
                   f"{res.bptt['spikingjelly']['result']:.4f}"]
+    own = res.bptt.get("spikingjelly own enc")
+    if own is not None:
+        bo = min(own["times"])
+        lines.append(f"  spikingjelly with its own Poisson encoder: {1000 * bo / steps:.1f} ms/step; "
+                     f"spikingjelly own enc / xbar = {bo / bx:.2f}x (other random spikes: final loss "
+                     f"{own['result']:.4f})")
     return "\n".join(lines + ([""] + warnings if warnings else []))
