@@ -107,16 +107,26 @@ def load_config(name_or_path: str | Path = DEFAULT, overrides: dict[str, Any] | 
     Raises:
         ConfigError: naming the file and key of the first problem.
     """
-    default, _ = _read(DEFAULT)
+    cfg, where = read_merged(DEFAULT, name_or_path, overrides)
+    _check(cfg, where)
+    return cfg
+
+
+def read_merged(default_name: str, name_or_path: str | Path,
+                overrides: dict[str, Any] | None = None) -> tuple[dict, str]:
+    """A configuration merged over the shipped ``default_name`` (unknown keys refused), with
+    dotted ``overrides`` applied; returns it and where it came from (for error messages)."""
+    default, _ = _read(default_name)
     user, where = _read(name_or_path)
     cfg = _merge(default, user, where)
     for dotted, value in (overrides or {}).items():
         node = cfg
         *parents, leaf = dotted.split(".")
         for p in parents:
+            if not isinstance(node.get(p), dict):
+                raise ConfigError(f"override: {dotted}: unknown key")
             node = node[p]
         if leaf not in node:
             raise ConfigError(f"override: {dotted}: unknown key")
         node[leaf] = value
-    _check(cfg, where)
-    return cfg
+    return cfg, where

@@ -39,7 +39,7 @@ from xbar.data import mnist_datasets
 from xbar.models import build_model
 from xbar.train import evaluate, hardware_aware_finetune, train
 
-from .config import ConfigError, _merge, _read
+from .config import ConfigError, read_merged
 from .study import _versions, write_json_atomic
 from .sweeps import TensorLoader
 
@@ -104,15 +104,7 @@ def load_robustness_config(name_or_path: str | Path = DEFAULT, overrides: dict[s
     Raises:
         ConfigError: naming the file and the key of the first problem.
     """
-    default, _ = _read(DEFAULT)
-    user, where = _read(name_or_path)
-    cfg = _merge(default, user, where)
-    for dotted, value in (overrides or {}).items():
-        node = cfg
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+    cfg, where = read_merged(DEFAULT, name_or_path, overrides)
     _check(cfg, where)
     return cfg
 
