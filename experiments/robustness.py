@@ -26,7 +26,6 @@ and ``report.md`` in the output folder (:mod:`experiments.robustness_report`).
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -40,7 +39,7 @@ from xbar.models import build_model
 from xbar.train import evaluate, hardware_aware_finetune, train
 
 from .config import ConfigError, read_merged
-from .study import _versions, write_json_atomic
+from .study import _versions, read_results, write_json_atomic
 from .sweeps import TensorLoader
 
 DEFAULT = "robustness"
@@ -144,11 +143,8 @@ class Robustness:
                  "command": command, "wall_time_s": 0.0, "base_device": self.base.to_dict(), "models": {},
                  "points": [], "devices": []}
         path = self.out / "results.json"
+        old = read_results(path)
         if path.exists():
-            try:
-                old = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                old = None
             if old and old.get("config") == self.cfg and old.get("kind") == "robustness":
                 self._say(f"resuming from {path}")
                 return old

@@ -65,6 +65,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def read_results(path: Path) -> dict | None:
+    """A results file written earlier, or None when it is missing or unreadable."""
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` through a temporary file and a rename (never half-written)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -108,11 +118,8 @@ class Study:
                  "ann": {"per_seed": []}, "modes": {}, "constrain": {"device": self.device.name, "runs": []},
                  "study_reference": STUDY_REFERENCE}
         path = self.out / "results.json"
+        old = read_results(path)
         if path.exists():
-            try:
-                old = json.loads(path.read_text())
-            except (OSError, json.JSONDecodeError):
-                old = None
             if old and old.get("config") == self.cfg and old.get("device") == fresh["device"]:
                 _say(f"resuming from {path}")
                 old["command"] = command or old.get("command")

@@ -27,7 +27,7 @@ from torch import nn
 from .device import DeviceProfile, load_device, parse_device
 from .mapping import check_mapping, map_weights, unmap
 from .nonideal import draw_nu, drift_conductance, program_devices
-from .periphery import adc_quantize, dac_quantize, full_scale, ir_drop, tile_count, tile_view
+from .periphery import adc_quantize, dac_quantize, full_scale, ir_drop, tile_count
 from .validation import (check_finite, check_layer_input, check_layer_output, check_number, check_scale,
                          check_states_fit, layer_label)
 

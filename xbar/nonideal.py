@@ -92,7 +92,7 @@ def draw_faults(shape: torch.Size, stuck_off: float, stuck_on: float, generator:
     stuck at a fraction is stuck at any larger fraction too.
     """
     u = torch.rand(shape, generator=generator, device=device)
-    return u < stuck_off, u >= 1 - stuck_on if stuck_on > 0 else torch.zeros_like(u, dtype=torch.bool)
+    return u < stuck_off, u >= 1 - stuck_on  # u < 1, so stuck_on = 0 marks no device
 
 
 @torch.no_grad()
