@@ -11,7 +11,7 @@ import xbar
 import xbar.encoding as encoding
 from reference import step_by_step
 from xbar.neurons import if_scan, if_step
-from xbar.snn import _IFScanFunction, _scan
+from xbar.scan import _IFScanFunction, _scan
 from xbar.train import set_surrogate
 
 # -- helpers --------------------------------------------------------------------------------

@@ -13,19 +13,22 @@ IF layer outputs column currents (amperes) and that IF layer's threshold is a cu
 output averaged over ``T``.
 
 Fast paths (each equal to the plain multi-step computation up to float summation order, and
-proven so by ``tests/test_fast.py``):
+proven so by ``tests/test_fast.py`` and ``tests/test_event_training.py``):
 
-* **IF scan**: a tight in-place loop over ``T`` (4 tensor ops per step), and under autograd one
-  ``torch.autograd.Function`` over the whole scan (spikingjelly's sigmoid surrogate) that saves
-  only the pre-reset potentials, ``[T, B, ...]``: backward memory linear in ``T``. Used when the
+* **IF scan** (:mod:`xbar.scan`): a tight in-place loop over ``T`` (4 tensor ops per step), and
+  under autograd one ``torch.autograd.Function`` over the whole scan (spikingjelly's sigmoid
+  surrogate) that saves only the pre-reset potentials, ``[T, B, ...]``: backward memory linear
+  in ``T``. Used when the
   IF module has no hooks of its own and a Heaviside forward; otherwise the module is called.
   :meth:`SpikingNetwork.compile_scan` optionally runs the inference scan through
   ``torch.compile`` (silent fallback to the eager loop, identical results).
-* **Event-driven first layer** (CPU, inference, ``forward(images)`` with a
-  :class:`~xbar.PoissonEncoder`): the encoder draws spikes only for pixels that can spike and a
-  first ``Linear`` (float or ideal-readout crossbar, after an optional ``Flatten``) sums the
-  weight rows of the spiking inputs (``embedding_bag``): work proportional to spikes, as on a
-  crossbar, instead of a dense product.
+* **Event-driven first layer** (``forward(images)`` with a :class:`~xbar.PoissonEncoder`;
+  inference, and training on the CPU): the encoder draws spikes only for pixels that can spike
+  and a first ``Linear`` (float or ideal-readout crossbar, after an optional ``Flatten``) sums
+  the weight rows of the spiking inputs (``embedding_bag``): work proportional to spikes, as on
+  a crossbar, instead of a dense product. Under autograd it is one node whose backward is the
+  weight gradient ``G^T X`` over the input columns where a pixel of the batch can spike; the
+  dense input is rebuilt there, not kept from the forward pass.
 * **Mean of spikes** for the output: when only the time average is needed and the stages after
   the last IF layer are affine (Linear, Conv2d, crossbar read, AvgPool2d, Flatten), they run
   once on the time-mean of the spikes instead of ``T`` times.
@@ -47,12 +50,12 @@ from .encoding import PoissonEncoder, SpikeEvents, _check_timesteps
 from .energy import _OBSERVERS, InputStats
 from .layers import CROSSBAR_TYPES, CrossbarLinear, _CrossbarMixin
 from .neurons import IFNeuron
+from .scan import _IFScanFunction, _heaviside_forward, _scan, _scan_compiled, _sigmoid_surrogate
 from .validation import check_finite, check_network_input, value_checks_enabled
 
 _PASSIVE = (nn.Flatten, nn.Identity)
 _EVENT_CHUNK = 1 << 23  # entries per embedding_bag call of the event-driven first layer
 _TIME_CHUNK = 1 << 24  # inference: input elements (steps x batch x pixels) per chunk of steps
-_SCAN_CHUNK = 32704  # CPU: neurons per chunk of the IF scan (below ATen's parallel grain, 32768)
 
 
 class CurrentReadout(nn.Module):
@@ -121,145 +124,6 @@ def _ideal_readout(stage: nn.Module) -> bool:
 
 # -- the IF scan ----------------------------------------------------------------------------
 
-def _scan(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor, subtract: bool, divide: bool,
-          keep_pre: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """In-place IF scan over ``x [T, B, ...]`` from potential ``v`` (overwritten).
-
-    Bitwise equal to :func:`xbar.neurons.if_step` applied ``T`` times with a Heaviside spike,
-    for finite inputs: fire when ``v + x >= th`` (the sign of ``v + x - th``; with ``divide``,
-    as under a surrogate, fire on ``(v + x - th) / th >= 0`` literally), then
-    ``v -= s * th`` (one ``addcmul``) or ``v -= v * s`` (reset to zero). Three tensor ops per
-    step without ``divide``. On the CPU the neurons are scanned in chunks of ``_SCAN_CHUNK``
-    elements, small enough that ATen runs every op on the calling thread: per-op thread
-    fork/join costs more than these small ops, and stalls badly when another process holds a
-    core.
-
-    Returns:
-        ``(spikes, v, pre)``: spikes ``[T, B, ...]`` (dtype of ``x``), the final potential and,
-        with ``keep_pre``, the pre-reset potentials ``v + x`` of every step.
-    """
-    steps = x.shape[0]
-    spikes = torch.empty_like(x)
-    pre = torch.empty_like(x) if keep_pre else None
-    xf, sf = x.reshape(steps, -1), spikes.view(steps, -1)
-    pf = pre.view(steps, -1) if pre is not None else None
-    vf = v.view(-1)
-    thf = th if th.numel() == 1 else th.expand(x.shape[1:]).reshape(-1)
-    size = vf.numel()
-    step = _SCAN_CHUNK if x.device.type == "cpu" else max(size, 1)
-    for c0 in range(0, size, step):
-        c1 = min(size, c0 + step)
-        vc, tc = vf[c0:c1], (thf if thf.dim() == 0 else thf[c0:c1])
-        u = torch.empty_like(vc) if divide else None
-        xs, ss = xf[:, c0:c1].unbind(0), sf[:, c0:c1].unbind(0)
-        ps = pf[:, c0:c1].unbind(0) if pf is not None else None
-        for t in range(steps):
-            s = ss[t]
-            cur = torch.add(vc, xs[t], out=ps[t]) if ps is not None else vc.add_(xs[t])
-            if divide:
-                torch.ge(torch.sub(cur, tc, out=u).div_(tc), 0, out=s)
-            else:
-                torch.ge(cur, tc, out=s)
-            if subtract:
-                torch.addcmul(cur, s, tc, value=-1.0, out=vc)
-            else:
-                torch.addcmul(cur, cur, s, value=-1.0, out=vc)
-    return spikes, v, pre
-
-
-def _scan_pure(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor,
-               subtract: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Out-of-place form of :func:`_scan` (no division) for ``torch.compile``."""
-    out = []
-    for t in range(x.shape[0]):
-        v = v + x[t]
-        u = v - th
-        s = u >= 0
-        v = torch.where(s, u, v) if subtract else v.masked_fill(s, 0.0)
-        out.append(s)
-    return torch.stack(out), v
-
-
-_COMPILED: dict[str, Any] = {}
-
-
-def _scan_compiled(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor,
-                   subtract: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``torch.compile`` of :func:`_scan_pure`; None when compiling is unavailable or fails."""
-    if _COMPILED.get("broken"):
-        return None
-    try:
-        fn = _COMPILED.get("fn")
-        if fn is None:
-            fn = _COMPILED["fn"] = torch.compile(_scan_pure, dynamic=False)
-        return fn(x, th, v, subtract)
-    except Exception:  # any backend failure: fall back to the eager scan, same results
-        _COMPILED["broken"] = True
-        return None
-
-
-def _sigmoid_surrogate(fn: Any) -> float | None:
-    """``alpha`` when ``fn`` is spikingjelly's ``surrogate.Sigmoid`` in spiking mode, else None."""
-    try:
-        from spikingjelly.activation_based import surrogate
-    except ImportError:
-        return None
-    if type(fn) is surrogate.Sigmoid and fn.spiking:
-        return float(fn.alpha)
-    return None
-
-
-def _heaviside_forward(fn: Any) -> bool:
-    """The surrogate's forward pass is the Heaviside step (spikingjelly, spiking mode)."""
-    if fn is None:
-        return True
-    try:
-        from spikingjelly.activation_based.surrogate import SurrogateFunctionBase
-    except ImportError:
-        return False
-    return isinstance(fn, SurrogateFunctionBase) and bool(fn.spiking)
-
-
-class _IFScanFunction(torch.autograd.Function):
-    """The IF scan with spikingjelly's sigmoid surrogate as one autograd node.
-
-    Forward saves only the pre-reset potentials ``[T, B, ...]`` (and the threshold); backward
-    runs the recurrence in reverse. The arithmetic replays, operation for operation, what
-    autograd does on :func:`xbar.neurons.if_scan`, so the gradients are the same.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, th: torch.Tensor, alpha: float,
-                subtract: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        spikes, v, pre = _scan(x, th, torch.zeros_like(x[0]), subtract, divide=True, keep_pre=True)
-        ctx.save_for_backward(pre, th)
-        ctx.alpha, ctx.subtract = alpha, subtract
-        ctx.set_materialize_grads(False)
-        return spikes, v
-
-    @staticmethod
-    def backward(ctx: Any, g_spikes: torch.Tensor | None, g_v: torch.Tensor | None):
-        from spikingjelly.activation_based.surrogate import sigmoid_backward
-
-        pre, th = ctx.saved_tensors
-        grad_x = torch.empty_like(pre)
-        gv = g_v
-        for t in range(pre.shape[0] - 1, -1, -1):
-            z = (pre[t] - th) / th
-            gs = g_spikes[t] if g_spikes is not None else torch.zeros_like(z)
-            if gv is not None:
-                gs = gs + (-gv * th if ctx.subtract else -(gv * pre[t]))
-            gu = sigmoid_backward(gs, z, ctx.alpha)[0] / th
-            if gv is None:
-                gv = gu
-            elif ctx.subtract:
-                gv = gv + gu
-            else:
-                gv = gv * (1.0 - (z >= 0).to(z.dtype)) + gu
-            grad_x[t] = gv
-        return grad_x, None, None, None
-
-
 def _fused_if(stage: IFNeuron, h: torch.Tensor, compiled: bool) -> torch.Tensor | None:
     """Run IF layer ``stage`` on ``h [T, B, ...]`` by the fast scan; None if not applicable."""
     if not _heaviside_forward(stage.surrogate):
@@ -312,8 +176,8 @@ def _event_stage(stages: list[nn.Module], events: SpikeEvents, observers: list[A
         return None
     if not all(_hook_free(s, observers) for s in stages[: j + 1]):
         return None
-    if torch.is_grad_enabled() and any(q.requires_grad for q in stage.parameters()):
-        return None  # training: a dense product (and its backward) beats embedding_bag's backward
+    if torch.is_grad_enabled() and events.device.type != "cpu":
+        return None  # training on an accelerator: the dense product is cheap there
     return j
 
 
@@ -321,6 +185,10 @@ def _event_linear(stage: nn.Module, events: SpikeEvents) -> tuple[torch.Tensor, 
     """``stage`` applied to every step of ``events``: for every sample and step, the sum of the
     weight rows of the pixels that spike (``embedding_bag`` over the pixels that can spike,
     weighted by their 0/1 spikes): work proportional to the non-zero pixels, not to all.
+
+    Under autograd (training) the sums run in :class:`_EventLinearFunction`, whose backward is
+    the dense product autograd computes for ``F.linear``, so the weight gradient is that of the
+    dense path.
 
     Returns:
         ``([T, B, out_features], counts)``: what ``stage(events.dense().flatten(2))`` gives (up
@@ -334,10 +202,21 @@ def _event_linear(stage: nn.Module, events: SpikeEvents) -> tuple[torch.Tensor, 
         scale = lin.current_scale()
         w = w * scale
         bias = bias * scale if bias is not None else None
+    if torch.is_grad_enabled() and (w.requires_grad or (bias is not None and bias.requires_grad)):
+        y, counts = _EventLinearFunction.apply(w, bias, events)
+    else:
+        y, counts = _event_sums(w, bias, events)
+    return y.view(events.shape[0], events.shape[1], -1), counts
+
+
+def _event_sums(w: torch.Tensor, bias: torch.Tensor | None,
+                events: SpikeEvents) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[T * B, out]`` sums of the rows of ``w.t()`` over every step's spiking pixels (plus
+    ``bias``), and the compact pixels' spike counts ``[P]``."""
     t_steps, batch = events.shape[0], events.shape[1]
     spikes, dev = events.spikes, events.device
     p = events.column.numel()
-    table = w.t().contiguous()
+    table = w.detach().t().contiguous()
     chunk = max(1, min(t_steps, _EVENT_CHUNK // max(p, 1)))
     key = ("embedding_bag", chunk)
     if key not in events.cache:  # shared by every step slice of one draw
@@ -355,8 +234,55 @@ def _event_linear(stage: nn.Module, events: SpikeEvents) -> tuple[torch.Tensor, 
                                     per_sample_weights=weights))
     y = torch.cat(outs) if len(outs) > 1 else outs[0]
     if bias is not None:
-        y = y + bias
-    return y.view(t_steps, batch, -1), counts
+        y = y + bias.detach()
+    return y, counts
+
+
+class _EventLinearFunction(torch.autograd.Function):
+    """The event-driven sums as one autograd node over the weight and bias.
+
+    Forward saves nothing but the (compact) events. Backward returns ``G^T X`` and ``G.sum(0)``,
+    the products autograd runs for ``F.linear(X, w, bias)`` on the dense 0/1 input
+    ``X [T * B, in]``, with ``X`` rebuilt from the events on only the input columns where some
+    pixel of the batch can spike (the others have zero gradient): a third fewer columns on
+    MNIST, whose borders are blank.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, w: torch.Tensor, bias: torch.Tensor | None,
+                events: SpikeEvents) -> tuple[torch.Tensor, torch.Tensor]:
+        y, counts = _event_sums(w, bias, events)
+        ctx.events, ctx.has_bias = events, bias is not None
+        ctx.mark_non_differentiable(counts)
+        return y, counts
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor, _counts: Any):
+        events = ctx.events
+        grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_w = _active_columns_grad(g, events)
+        if ctx.has_bias and ctx.needs_input_grad[1]:
+            grad_b = g.sum(0)
+        return grad_w, grad_b, None
+
+
+def _active_columns_grad(g: torch.Tensor, events: SpikeEvents) -> torch.Tensor:
+    """``g.t() @ X`` for ``g [T * B, out]`` and the events' dense input ``X [T * B, in]``, as a
+    product over the columns that hold a pixel which can spike (zero elsewhere)."""
+    steps, batch, pixels = events.shape[0], events.shape[1], events.pixels
+    dev = events.device
+    active = torch.zeros(pixels, dtype=torch.bool, device=dev)
+    active[events.column] = True
+    cols = torch.nonzero(active).squeeze(1)
+    n = cols.numel()
+    where = torch.empty(pixels, dtype=torch.int64, device=dev)
+    where[cols] = torch.arange(n, device=dev)
+    x = torch.zeros(steps, batch * n, dtype=g.dtype, device=dev)
+    if n:
+        x.index_copy_(1, events.sample * n + where[events.column], events.spikes.to(g.dtype))
+    grad = torch.zeros(g.shape[1], pixels, dtype=g.dtype, device=dev)
+    return grad.index_copy_(1, cols, g.t().mm(x.view(steps * batch, n)))
 
 
 # -- the body -------------------------------------------------------------------------------
