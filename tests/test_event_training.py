@@ -119,3 +119,17 @@ def test_event_training_keeps_no_dense_input_for_backward():
     fast = _saved_bytes(lambda: snn(x))
     dense = _saved_bytes(lambda: snn.run(x_seq))
     assert dense - fast >= dense_input
+
+
+@pytest.mark.parametrize("entries", [1, 2, 3])
+def test_event_sums_in_chunks_equal_one_call(monkeypatch, entries):
+    ev = _events(_images(6), steps=7)
+    w, bias = torch.randn(4, 25), torch.randn(4)
+    whole = snn_module._event_sums(w, bias, ev)
+    monkeypatch.setattr(snn_module, "_EVENT_CHUNK", entries * ev.column.numel())  # chunks of 1-3 steps
+    ev.cache.clear()
+    chunked = snn_module._event_sums(w, bias, ev)
+    assert torch.equal(whole[0], chunked[0]) and torch.equal(whole[1], chunked[1])
+    dense = ev.dense().reshape(7 * 6, 25)
+    assert torch.allclose(whole[0], dense @ w.t() + bias, rtol=1e-5, atol=1e-5)
+    assert torch.equal(whole[1], ev.spikes.sum(0).float())

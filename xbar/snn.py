@@ -54,7 +54,7 @@ from .scan import _IFScanFunction, _heaviside_forward, _scan, _scan_compiled, _s
 from .validation import check_finite, check_network_input, value_checks_enabled
 
 _PASSIVE = (nn.Flatten, nn.Identity)
-_EVENT_CHUNK = 1 << 23  # entries per embedding_bag call of the event-driven first layer
+_EVENT_CHUNK = 1 << 20  # entries per embedding_bag call of the event-driven first layer
 _TIME_CHUNK = 1 << 24  # inference: input elements (steps x batch x pixels) per chunk of steps
 
 
@@ -212,7 +212,12 @@ def _event_linear(stage: nn.Module, events: SpikeEvents) -> tuple[torch.Tensor, 
 def _event_sums(w: torch.Tensor, bias: torch.Tensor | None,
                 events: SpikeEvents) -> tuple[torch.Tensor, torch.Tensor]:
     """``[T * B, out]`` sums of the rows of ``w.t()`` over every step's spiking pixels (plus
-    ``bias``), and the compact pixels' spike counts ``[P]``."""
+    ``bias``), and the compact pixels' spike counts ``[P]``.
+
+    One ``embedding_bag`` over the compact pixels (weights: their 0/1 spikes) per chunk of
+    about ``_EVENT_CHUNK`` entries, written into the output in place: the index and weight
+    tensors stay small (building them for all steps of a long run costs more than the sums).
+    """
     t_steps, batch = events.shape[0], events.shape[1]
     spikes, dev = events.spikes, events.device
     p = events.column.numel()
@@ -221,20 +226,24 @@ def _event_sums(w: torch.Tensor, bias: torch.Tensor | None,
     key = ("embedding_bag", chunk)
     if key not in events.cache:  # shared by every step slice of one draw
         starts = torch.searchsorted(events.sample, torch.arange(batch, device=dev))
-        events.cache[key] = (events.column.repeat(chunk),
+        events.cache[key] = (events.column.expand(chunk, p).reshape(-1),  # (repeat is slower)
                              (torch.arange(chunk, device=dev).unsqueeze(1) * p + starts).reshape(-1))
     inputs, offsets = events.cache[key]
-    outs = []
+    y = None if chunk >= t_steps else torch.empty(t_steps * batch, table.shape[1], dtype=table.dtype,
+                                                  device=dev)
     counts = torch.zeros(p, dtype=table.dtype, device=dev)
     for t0 in range(0, t_steps, chunk):
         k = min(chunk, t_steps - t0)
         weights = spikes[t0:t0 + k].reshape(-1).to(table.dtype)
-        counts += weights.view(k, p).sum(0)
-        outs.append(F.embedding_bag(inputs[: k * p], table, offsets[: k * batch], mode="sum",
-                                    per_sample_weights=weights))
-    y = torch.cat(outs) if len(outs) > 1 else outs[0]
+        counts += weights.view(k, p).sum(0)  # (a bool sum with a float dtype is far slower)
+        part = F.embedding_bag(inputs[: k * p], table, offsets[: k * batch], mode="sum",
+                               per_sample_weights=weights)
+        if y is None:
+            y = part
+        else:
+            y[t0 * batch:(t0 + k) * batch] = part
     if bias is not None:
-        y = y + bias.detach()
+        y.add_(bias.detach())
     return y, counts
 
 
