@@ -187,8 +187,8 @@ def _event_linear(stage: nn.Module, events: SpikeEvents) -> tuple[torch.Tensor, 
     weighted by their 0/1 spikes): work proportional to the non-zero pixels, not to all.
 
     Under autograd (training) the sums run in :class:`_EventLinearFunction`, whose backward is
-    the dense product autograd computes for ``F.linear``, so the weight gradient is that of the
-    dense path.
+    the product autograd computes for ``F.linear`` on the dense input, restricted to the input
+    columns that can spike: the dense path's gradients, up to summation order.
 
     Returns:
         ``([T, B, out_features], counts)``: what ``stage(events.dense().flatten(2))`` gives (up
