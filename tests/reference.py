@@ -22,3 +22,16 @@ def step_by_step(snn: xbar.SpikingNetwork, x_seq: torch.Tensor) -> torch.Tensor:
                 h = stage(h)
         outs.append(h)
     return torch.stack(outs).mean(0)
+
+
+def saved_bytes(fn) -> int:
+    """Bytes of the distinct tensors autograd saves for backward while ``fn`` runs."""
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(seen.values())

@@ -9,6 +9,7 @@ from torch import nn
 
 import xbar
 import xbar.snn as snn_module
+from reference import saved_bytes
 from xbar.encoding import SpikeEvents
 from xbar.train import set_surrogate
 
@@ -100,24 +101,12 @@ def test_active_columns_grad_is_the_dense_product():
     assert torch.equal(snn_module._active_columns_grad(torch.ones(15, 4), blank), torch.zeros(4, 25))
 
 
-def _saved_bytes(fn) -> int:
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(seen.values())
-
-
 def test_event_training_keeps_no_dense_input_for_backward():
     snn, x = _dyadic_snn(True, timesteps=16), _images(32)
     dense_input = 16 * 32 * 25 * 4
     x_seq = snn.encoder(x, 16)
-    fast = _saved_bytes(lambda: snn(x))
-    dense = _saved_bytes(lambda: snn.run(x_seq))
+    fast = saved_bytes(lambda: snn(x))
+    dense = saved_bytes(lambda: snn.run(x_seq))
     assert dense - fast >= dense_input
 
 

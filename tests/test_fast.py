@@ -9,7 +9,7 @@ from torch import nn
 
 import xbar
 import xbar.encoding as encoding
-from reference import step_by_step
+from reference import saved_bytes, step_by_step
 from xbar.neurons import if_scan, if_step
 from xbar.scan import _IFScanFunction, _scan
 from xbar.train import set_surrogate
@@ -160,19 +160,6 @@ def test_fused_backward_equals_autograd_of_if_scan(reset):
     assert torch.equal(got, ref_g)
 
 
-def _saved_bytes(fn) -> int:
-    """Bytes of the distinct tensors autograd saves for backward while ``fn`` runs."""
-    seen: dict[int, int] = {}
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return sum(seen.values())
-
-
 def test_fused_backward_memory_is_linear_in_t():
     from spikingjelly.activation_based import surrogate
 
@@ -180,8 +167,8 @@ def test_fused_backward_memory_is_linear_in_t():
     fused, ref = {}, {}
     for t in (4, 8, 16, 32):
         x = torch.randn(t, 64, 100).requires_grad_()
-        fused[t] = _saved_bytes(lambda: _IFScanFunction.apply(x, th, 4.0, True))
-        ref[t] = _saved_bytes(lambda: if_scan(x, th, "subtract", sur))
+        fused[t] = saved_bytes(lambda: _IFScanFunction.apply(x, th, 4.0, True))
+        ref[t] = saved_bytes(lambda: if_scan(x, th, "subtract", sur))
     for t in fused:
         assert fused[t] == t * per_step + th.untyped_storage().nbytes()  # one [B, N] per step
         assert ref[t] >= t * per_step  # the autograd graph is linear too, one [B, N] per step
