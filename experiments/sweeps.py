@@ -131,7 +131,7 @@ def timestep_sweep(nets: dict[str, SpikingNetwork], loader: Iterable, checkpoint
                 spikes += float(s.sum())
                 for n, net in nets.items():
                     t0 = time.perf_counter()
-                    out = net.body(s).sum(0)
+                    out = net.run(s, return_sequence=True, binary=True, keep_state=True).sum(0)
                     sums[n] = out if sums[n] is None else sums[n] + out
                     elapsed[n] += time.perf_counter() - t0 + enc_s
                     if b in acc[n]:

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import xbar
-import xbar.snn as snn_module
+import xbar.events as events_module
 from reference import saved_bytes
 from xbar.encoding import SpikeEvents
 from xbar.train import set_surrogate
@@ -50,8 +50,8 @@ def _loss_and_grads(snn: xbar.SpikingNetwork, fn) -> tuple[torch.Tensor, list[to
 def test_training_on_events_equals_the_dense_path(bias, monkeypatch):
     snn, x = _dyadic_snn(bias), _images()
     calls = []
-    real = snn_module._EventLinearFunction.apply
-    monkeypatch.setattr(snn_module._EventLinearFunction, "apply", lambda *a: calls.append(1) or real(*a))
+    real = events_module.EventLinearFunction.apply
+    monkeypatch.setattr(events_module.EventLinearFunction, "apply", lambda *a: calls.append(1) or real(*a))
     snn.encoder.generator.manual_seed(9)
     fast, fast_grads = _loss_and_grads(snn, lambda: snn(x))
     assert calls, "training did not take the event-driven first layer"
@@ -92,13 +92,13 @@ def test_active_columns_grad_is_the_dense_product():
     rows = ev.shape[0] * ev.shape[1]
     dense = ev.dense().reshape(rows, ev.pixels)
     g = torch.randn(rows, 4, generator=torch.Generator().manual_seed(1))
-    got = snn_module._active_columns_grad(g, ev)
+    got = events_module.active_columns_grad(g, ev)
     assert got.shape == (4, 25)
     assert torch.allclose(got, g.t() @ dense, rtol=1e-6, atol=1e-6)
     g64 = torch.randint(-64, 65, g.shape, generator=torch.Generator().manual_seed(2)).float() / 64
-    assert torch.equal(snn_module._active_columns_grad(g64, ev), g64.t() @ dense)  # exact sums
+    assert torch.equal(events_module.active_columns_grad(g64, ev), g64.t() @ dense)  # exact sums
     blank = _events(torch.zeros(3, 1, 5, 5))
-    assert torch.equal(snn_module._active_columns_grad(torch.ones(15, 4), blank), torch.zeros(4, 25))
+    assert torch.equal(events_module.active_columns_grad(torch.ones(15, 4), blank), torch.zeros(4, 25))
 
 
 def test_event_training_keeps_no_dense_input_for_backward():
@@ -114,10 +114,10 @@ def test_event_training_keeps_no_dense_input_for_backward():
 def test_event_sums_in_chunks_equal_one_call(monkeypatch, entries):
     ev = _events(_images(6), steps=7)
     w, bias = torch.randn(4, 25), torch.randn(4)
-    whole = snn_module._event_sums(w, bias, ev)
-    monkeypatch.setattr(snn_module, "_EVENT_CHUNK", entries * ev.column.numel())  # chunks of 1-3 steps
+    whole = events_module.event_sums(w, bias, ev)
+    monkeypatch.setattr(events_module, "EVENT_CHUNK", entries * ev.column.numel())  # chunks of 1-3 steps
     ev.cache.clear()
-    chunked = snn_module._event_sums(w, bias, ev)
+    chunked = events_module.event_sums(w, bias, ev)
     assert torch.equal(whole[0], chunked[0]) and torch.equal(whole[1], chunked[1])
     dense = ev.dense().reshape(7 * 6, 25)
     assert torch.allclose(whole[0], dense @ w.t() + bias, rtol=1e-5, atol=1e-5)

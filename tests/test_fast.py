@@ -254,10 +254,10 @@ def _totals(snn: xbar.SpikingNetwork, call) -> tuple[dict, list]:
 
 @pytest.mark.parametrize("crossbar", [False, True])
 def test_meter_totals_identical_with_and_without_the_fast_paths(crossbar, monkeypatch):
-    import xbar.snn as snn_module
+    import xbar.execute as execute
 
     calls = {"events": 0, "tail": 0}
-    event_linear, run_tail = snn_module._event_linear, snn_module._Body._run_tail
+    event_linear, run_tail = execute.event_linear, execute._run_tail
 
     def spy_events(*args):
         calls["events"] += 1
@@ -267,8 +267,8 @@ def test_meter_totals_identical_with_and_without_the_fast_paths(crossbar, monkey
         calls["tail"] += 1
         return run_tail(*args)
 
-    monkeypatch.setattr(snn_module, "_event_linear", spy_events)
-    monkeypatch.setattr(snn_module._Body, "_run_tail", spy_tail)
+    monkeypatch.setattr(execute, "event_linear", spy_events)
+    monkeypatch.setattr(execute, "_run_tail", spy_tail)
     snn = _dyadic_snn(8, bias=True)
     if crossbar:
         snn = xbar.to_crossbar(snn, "seed-4bit")
@@ -349,7 +349,7 @@ def test_cuda_meter_and_training_match_cpu():
 
 
 def test_time_chunks_equal_one_pass(monkeypatch):
-    import xbar.snn as snn_module
+    import xbar.execute as execute
 
     snn = _dyadic_snn(16, bias=True)
     x = _images(6)
@@ -364,7 +364,7 @@ def test_time_chunks_equal_one_pass(monkeypatch):
         return out, seq, _totals(snn, lambda: snn(x))
 
     whole = run()
-    monkeypatch.setattr(snn_module, "_TIME_CHUNK", 6 * 16 * 5)  # chunks of 5 steps
+    monkeypatch.setattr(execute, "TILE_ELEMENTS", 6 * 12 * 5)  # tiles of 5 steps (widest value: 12 per sample)
     chunked = run()
     assert torch.equal(whole[0], chunked[0]) and torch.equal(whole[1], chunked[1])
     assert whole[2] == chunked[2] and whole[2][0]["acs"] > 0

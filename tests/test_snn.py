@@ -51,9 +51,11 @@ def test_crossbar_thresholds_are_currents(seed4):
     ann = xbar.to_crossbar(_mlp(), seed4)
     snn = xbar.to_snn(ann, calibration=torch.rand(16, 1, 4, 4), timesteps=4, norm="percentile")
     float_snn = xbar.to_snn(_mlp(), calibration=torch.rand(16, 1, 4, 4), timesteps=4, norm="percentile")
-    assert isinstance(snn.stages[1], xbar.CurrentReadout)
+    wiring = snn.sync_thresholds()
+    assert wiring.currents == {"1", "3"}  # the crossbars that feed IF layers are read as currents
+    assert snn.graph.node("1").arg("integrated") and not snn.graph.node("5").arg("integrated")
     for stage, neuron in [(snn.stages[1], snn.stages[2]), (snn.stages[3], snn.stages[4])]:
-        amps = neuron.weight_threshold * stage.layer.scale * seed4.read_voltage
+        amps = neuron.weight_threshold * stage.scale * seed4.read_voltage
         assert torch.allclose(neuron.threshold, amps)
         assert neuron.threshold.item() < 1e-3  # amperes
     assert all(n.weight_threshold is None for n in float_snn.neurons())

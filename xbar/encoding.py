@@ -122,6 +122,14 @@ class SpikeEvents:
         return SpikeEvents((spikes.shape[0], *self.shape[1:]), self.sample, self.column, spikes, self.dtype,
                            self.cache)
 
+    def samples(self, start: int, stop: int) -> "SpikeEvents":
+        """Samples ``start:stop`` of the batch, every step (a new cache)."""
+        if start == 0 and stop >= self.shape[1]:
+            return self
+        lo, hi = torch.searchsorted(self.sample, torch.tensor([start, stop], device=self.device)).tolist()
+        return SpikeEvents((self.shape[0], stop - start, *self.shape[2:]), self.sample[lo:hi] - start,
+                           self.column[lo:hi], self.spikes[:, lo:hi], self.dtype)
+
     def step(self, t: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """Step ``t`` of the spikes as a dense ``[B, ...]`` tensor (written into ``out`` if
         given, a tensor of that shape and dtype): the input of a step-by-step simulator."""

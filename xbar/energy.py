@@ -32,7 +32,7 @@ equal those of the step-by-step run (``tests/test_fast.py``).
 
 from __future__ import annotations
 
-import weakref
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -44,7 +44,9 @@ from .device import DeviceProfile
 from .layers import CROSSBAR_TYPES, _resolve_profile
 from .mapping import map_weights
 from .neurons import IFNeuron
+from .observers import InputStats, attach_observer, detach_observer
 from .periphery import tile_count
+from .pooling import SpikingMaxPool
 
 _PJ = 1e-12
 
@@ -68,14 +70,20 @@ class LayerEnergy:
     spikes: float = 0.0
     neuron_j: float = 0.0
     spike_j: float = 0.0
+    bias_adds: float = 0.0
+    merge_adds: float = 0.0
+    scale_muls: float = 0.0
+    maxpool_ops: float = 0.0
+    digital_j: float = 0.0
     digital_snn_j: float = 0.0
     ann_macs: float = 0.0
     digital_ann_j: float = 0.0
 
     @property
     def joules(self) -> float:
-        """Crossbar, ADC, neuron and spike energy of this layer, joules per sample."""
-        return self.crossbar_j + self.adc_j + self.neuron_j + self.spike_j
+        """Crossbar, ADC, neuron, spike and digital-periphery energy of this layer, joules per
+        sample."""
+        return self.crossbar_j + self.adc_j + self.neuron_j + self.spike_j + self.digital_j
 
 
 @dataclass
@@ -131,8 +139,40 @@ class EnergyReport:
         return self._total("neuron_j") + self._total("spike_j")
 
     @property
+    def spikes(self) -> float:
+        """Spikes fired by IF layers and spiking max-pools, per sample."""
+        return self._total("spikes")
+
+    @property
+    def bias_adds(self) -> float:
+        """Digital bias additions (one per output of a synaptic layer with a bias and read), per sample."""
+        return self._total("bias_adds")
+
+    @property
+    def merge_adds(self) -> float:
+        """Digital additions at residual merges, per sample."""
+        return self._total("merge_adds")
+
+    @property
+    def scale_muls(self) -> float:
+        """Digital multiplications of scale stages (merge factors on analog inputs), per sample."""
+        return self._total("scale_muls")
+
+    @property
+    def maxpool_ops(self) -> float:
+        """Spiking max-pool work: counter increments and comparisons, per sample."""
+        return self._total("maxpool_ops")
+
+    @property
+    def digital_j(self) -> float:
+        """Energy of the digital periphery (bias and merge adds, scale multiplies, max-pool
+        operations), joules per sample."""
+        return self._total("digital_j")
+
+    @property
     def joules(self) -> float:
-        """Total analog-hardware energy (crossbar + ADC + neurons + spikes), joules per sample."""
+        """Total hardware energy (crossbar + ADC + neurons + spikes + digital periphery), joules
+        per sample."""
         return self._total("joules")
 
     @property
@@ -154,66 +194,36 @@ class EnergyReport:
         """Plain dict (JSON-ready): totals and per-layer figures."""
         totals = {k: getattr(self, k) for k in (
             "input_events", "acs", "macs", "synaptic_events", "crossbar_j", "adc_j", "neuron_j",
+            "spikes", "bias_adds", "merge_adds", "scale_muls", "maxpool_ops", "digital_j",
             "joules", "digital_snn_j", "ann_macs", "digital_ann_j")}
         return {"samples": self.samples, "device": self.device, "totals": totals,
                 "layers": [dict(asdict(layer), joules=layer.joules) for layer in self.layers]}
 
     def table(self) -> str:
-        """A human-readable table, one row per layer plus the total."""
-        head = f"{'layer':<18}{'events':>12}{'ACs':>12}{'MACs':>12}{'crossbar J':>12}{'total J':>12}"
+        """A human-readable table, one row per layer plus the total.
+
+        Columns: input events (non-zero inputs of synaptic layers), spikes (fired by IF layers
+        and spiking max-pools), ACs, MACs, crossbar read joules and total joules, all per
+        sample; the digital-periphery columns (bias adds, merge adds, scale multiplies,
+        max-pool operations) appear when some layer has any.
+        """
+        cols = [("input events", "input_events"), ("spikes", "spikes"), ("ACs", "acs"), ("MACs", "macs")]
+        digital = [("bias adds", "bias_adds"), ("merge adds", "merge_adds"), ("scale muls", "scale_muls"),
+                   ("max-pool ops", "maxpool_ops")]
+        cols += [c for c in digital if getattr(self, c[1])]
+        cols += [("crossbar J", "crossbar_j"), ("total J", "joules")]
+        width = max([18] + [len(layer.name) + 2 for layer in self.layers])
+        head = f"{'layer':<{width}}" + "".join(f"{label:>14}" for label, _ in cols)
         rows = [head, "-" * len(head)]
         for layer in self.layers:
-            rows.append(f"{layer.name:<18}{layer.input_events:>12.4g}{layer.acs:>12.4g}"
-                        f"{layer.macs:>12.4g}{layer.crossbar_j:>12.4g}{layer.joules:>12.4g}")
-        rows.append(f"{'total':<18}{self.input_events:>12.4g}{self.acs:>12.4g}{self.macs:>12.4g}"
-                    f"{self.crossbar_j:>12.4g}{self.joules:>12.4g}")
+            rows.append(f"{layer.name:<{width}}" + "".join(f"{getattr(layer, key):>14.4g}" for _, key in cols))
+        rows.append(f"{'total':<{width}}" + "".join(f"{getattr(self, key):>14.4g}" for _, key in cols))
         rows.append(f"digital: SNN {self.digital_snn_j:.4g} J vs ANN {self.digital_ann_j:.4g} J "
                     f"per sample ({self.samples} samples)")
         return "\n".join(rows)
 
     def __str__(self) -> str:
         return self.table()
-
-
-# -- the network's side: fast paths report what they skip ------------------------------
-
-@dataclass
-class InputStats:
-    """What a metered synaptic module's input looked like over the reads it stands for.
-
-    Attributes:
-        reads: number of reads (rows of the step-by-step input, ``T * B``).
-        binary: the input is known to hold only zeros and ones.
-        nz: float64 count of non-zero inputs per input position, summed over the reads,
-            shape ``[*in_shape]``; None: the meter counts them from the input it sees.
-    """
-
-    reads: int
-    binary: bool = True
-    nz: torch.Tensor | None = None
-
-
-_OBSERVERS: "weakref.WeakKeyDictionary[nn.Module, list[Any]]" = weakref.WeakKeyDictionary()
-
-
-def attach_observer(body: nn.Module, observer: Any) -> None:
-    """Let ``observer`` (an :class:`EnergyMeter`) hear about the fast-path calls of ``body``
-    (the stages of a :class:`~xbar.SpikingNetwork`, :mod:`xbar.snn`).
-
-    The observer provides ``observer_hook_ids(module) -> set[int]``,
-    ``expect_input(module, stats | None)``, ``record_synaptic(module, stats)`` and
-    ``record_neuron(module, updates, spikes)``.
-    """
-    lst = _OBSERVERS.setdefault(body, [])
-    if observer not in lst:
-        lst.append(observer)
-
-
-def detach_observer(body: nn.Module, observer: Any) -> None:
-    """Undo :func:`attach_observer`."""
-    lst = _OBSERVERS.get(body, [])
-    if observer in lst:
-        lst.remove(observer)
 
 
 class _Counter:
@@ -227,6 +237,7 @@ class _Counter:
         self.kind = kind
         self.values: dict[str, torch.Tensor | float] = {}
         self.ann_macs_per_sample = 0.0
+        self.outputs_per_read = 0.0
         self.cache: dict[Any, tuple[torch.Tensor, torch.Tensor, float, float]] = {}
 
     def add(self, key: str, value: torch.Tensor | float) -> None:
@@ -235,10 +246,6 @@ class _Counter:
     def floats(self) -> dict[str, float]:
         """The accumulated values as Python floats."""
         return {k: float(v) for k, v in self.values.items()}
-
-
-def _short_name(name: str) -> str:
-    return name.replace("body.stages.", "").replace(".layer", "") or "model"
 
 
 def _column_sum(flat: torch.Tensor) -> torch.Tensor:
@@ -305,6 +312,9 @@ class EnergyMeter:
         self._bodies: list[nn.Module] = []
         self._hints: dict[nn.Module, Any] = {}
         self._counters: dict[nn.Module, _Counter] = {}
+        self._digital: dict[str, _Counter] = {}
+        self._row_order: list[Any] | None = None
+        self._warned = False
         self.samples = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -320,26 +330,76 @@ class EnergyMeter:
         self._hook_ids.setdefault(module, set()).add(handle.id)
 
     def start(self) -> None:
-        """Register the hooks (done by ``with``)."""
+        """Register the hooks (done by ``with``).
+
+        Every ``Linear``, ``Conv1d`` and ``Conv2d`` (crossbar or float, subclasses included),
+        IF layer and spiking max-pool gets a counting hook; spiking networks inside the model
+        report their fast paths and digital work as observers (:mod:`xbar.observers`). Other
+        layers with weights (``Conv3d``, transposed convolutions, ...) are not counted: one
+        warning lists them.
+        """
         if self._handles:
             return
-        from .snn import SpikingNetwork, _Body
-
-        top = self.model.body if isinstance(self.model, SpikingNetwork) else self.model
-        batch_dim = 1 if isinstance(self.model, SpikingNetwork) else 0
-        self._hook(top, top.register_forward_pre_hook(
-            lambda _m, args: self._count_samples(args, batch_dim)))
+        nets = [m for m in self.model.modules() if getattr(m, "accepts_observers", False)]
+        if not nets:  # an ANN: count the samples at its input
+            self._hook(self.model, self.model.register_forward_pre_hook(
+                lambda _m, args: self._count_samples(args, 0)))
+        names = {m: n for n, m in self.model.named_modules()}
+        for net in nets:
+            attach_observer(net, self)
+            self._bodies.append(net)
+            for node in net.graph:
+                if node.op in ("add", "cat", "scale"):
+                    self._digital_counter(node.name, node.op)
+        skipped = []
         for name, module in self.model.named_modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                kind = "conv2d" if isinstance(module, nn.Conv2d) else "linear"
-                self._counters.setdefault(module, _Counter(_short_name(name), kind))
+            if type(module).__name__ == "CurrentReadout":
+                names[module.layer] = name
+        for name, module in self.model.named_modules():
+            label = names.get(module, name) or "model"
+            if isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d)):
+                kind = "linear" if isinstance(module, nn.Linear) else type(module).__mro__[
+                    next(i for i, c in enumerate(type(module).__mro__) if c in (nn.Conv1d, nn.Conv2d))].__name__.lower()
+                self._counters.setdefault(module, _Counter(label, kind))
                 self._hook(module, module.register_forward_hook(self._synaptic_hook))
             elif isinstance(module, IFNeuron):
-                self._counters.setdefault(module, _Counter(_short_name(name), "if"))
+                self._counters.setdefault(module, _Counter(label, "if"))
                 self._hook(module, module.register_forward_hook(self._neuron_hook))
-            elif isinstance(module, _Body):
-                attach_observer(module, self)
-                self._bodies.append(module)
+            elif isinstance(module, SpikingMaxPool):
+                self._counters.setdefault(module, _Counter(label, "maxpool"))
+                self._hook(module, module.register_forward_hook(self._maxpool_hook))
+            elif isinstance(getattr(module, "weight", None), torch.Tensor) and \
+                    not isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)):
+                skipped.append(f"{label} ({type(module).__name__})")
+        if skipped and not self._warned:
+            self._warned = True
+            warnings.warn("EnergyMeter: these layers hold weights but are not counted (only Linear, Conv1d "
+                          f"and Conv2d are): {', '.join(skipped)}", stacklevel=3)
+        if nets:
+            self._order(nets, names)
+
+    def _digital_counter(self, name: str, kind: str) -> "_Counter":
+        c = self._digital.get(name)
+        if c is None:
+            c = self._digital[name] = _Counter(name, kind)
+        return c
+
+    def _order(self, nets: list[nn.Module], names: dict) -> None:
+        """Rows of a spiking network in execution order (graph order), digital nodes included."""
+        order: list[Any] = []
+        for net in nets:
+            for node in net.graph:
+                if node.op == "module":
+                    m = net.get_submodule(node.target)
+                    m = getattr(m, "layer", m) if type(m).__name__ == "CurrentReadout" else m
+                    key = m
+                elif node.name in self._digital:
+                    key = node.name
+                else:
+                    continue
+                if key not in order:
+                    order.append(key)
+        self._row_order = order
 
     def stop(self) -> None:
         """Remove every hook this meter registered (done on leaving ``with``)."""
@@ -355,7 +415,7 @@ class EnergyMeter:
     def reset(self) -> None:
         """Zero every count; metering goes on if active."""
         self.samples = 0
-        for c in self._counters.values():
+        for c in (*self._counters.values(), *self._digital.values()):
             c.values.clear()
 
     # -- the network's side (xbar.snn observer protocol) ---------------------------------------
@@ -375,6 +435,19 @@ class EnergyMeter:
         """Count reads of ``module`` that the network computed without calling it."""
         if module in self._counters and stats is not None and stats.nz is not None:
             self._record(module, stats.nz, None, stats.reads, stats.binary)
+
+    def record_digital(self, name: str, field_name: str, count: torch.Tensor | float) -> None:
+        """Count digital operations of a graph node that is not a module (merges, scales)."""
+        dev = self.device
+        c = self._digital_counter(name, "output" if name == "output" else "digital")
+        c.add(field_name, count)
+        pj = dev.digital_mac_pj if field_name == "scale_muls" else dev.digital_ac_pj
+        c.add("digital_j", count * (pj * _PJ))
+        c.add("digital_snn_j", count * (pj * _PJ))
+
+    def record_samples(self, count: int) -> None:
+        """Count samples entering a spiking network."""
+        self.samples += int(count)
 
     def record_neuron(self, module: nn.Module, updates: int, spikes: torch.Tensor | float) -> None:
         """Count an IF layer's updates and spikes that the network computed without calling it."""
@@ -417,11 +490,14 @@ class EnergyMeter:
                 g_feed = gsum.sum(0)
                 outputs = float(module.out_features)
             else:
-                out_hw = _conv_out_hw(module, in_shape[-2:])
+                conv, gsum = _as_conv2d(module, gsum)
+                in_hw = (1, in_shape[-1]) if isinstance(module, nn.Conv1d) else tuple(in_shape[-2:])
+                out_hw = _conv_out_hw(conv, in_hw)
                 ones = torch.ones(1, module.out_channels, *out_hw, dtype=dt, device=device)
-                fan_out = _conv_feed(module, ones, torch.ones_like(gsum), in_shape[-2:])
-                g_feed = _conv_feed(module, ones, gsum, in_shape[-2:])
+                fan_out = _conv_feed(conv, ones, torch.ones_like(gsum), in_hw).reshape(in_shape)
+                g_feed = _conv_feed(conv, ones, gsum, in_hw).reshape(in_shape)
                 outputs = float(module.out_channels * out_hw[0] * out_hw[1])
+            c.outputs_per_read = outputs
             if self.device.adc_bits is None:  # ideal readout: the neurons take the analog currents
                 outputs = 0.0
             outputs *= tile_count(module.weight[0].numel(), self.device.tile_rows)  # an ADC per array
@@ -435,7 +511,7 @@ class EnergyMeter:
         """Shape of one read's input: ``(in_features,)`` or the conv input ``(C, H, W)``."""
         if isinstance(module, nn.Linear):
             return (module.in_features,)
-        return tuple(nz_or_x_shape[-3:])
+        return tuple(nz_or_x_shape[-2:] if isinstance(module, nn.Conv1d) else nz_or_x_shape[-3:])
 
     @torch.no_grad()
     def _synaptic_hook(self, module: nn.Module, args: tuple, out: torch.Tensor) -> None:
@@ -469,7 +545,23 @@ class EnergyMeter:
         c.add("adc_conversions", reads * outputs)
         c.add("adc_j", reads * outputs * dev.adc_pj * _PJ)
         c.add("digital_snn_j", ops * ((dev.digital_ac_pj if binary else dev.digital_mac_pj) * _PJ))
+        if module.bias is not None:  # added digitally to every output of every read
+            adds = reads * c.outputs_per_read
+            c.add("bias_adds", adds)
+            c.add("digital_j", adds * dev.digital_ac_pj * _PJ)
+            c.add("digital_snn_j", adds * dev.digital_ac_pj * _PJ)
         c.ann_macs_per_sample = ann_macs
+
+    @torch.no_grad()
+    def _maxpool_hook(self, module: SpikingMaxPool, args: tuple, out: torch.Tensor) -> None:
+        """A spiking max-pool: a counter increment per input spike, ``k - 1`` comparisons per
+        output and step."""
+        c = self._counters[module]
+        ops = args[0].detach().sum(dtype=torch.float64) + float(out.numel() * (module.window - 1))
+        c.add("maxpool_ops", ops)
+        c.add("spikes", out.detach().sum(dtype=torch.float64))
+        c.add("digital_j", ops * (self.device.digital_ac_pj * _PJ))
+        c.add("digital_snn_j", ops * (self.device.digital_ac_pj * _PJ))
 
     def _add_neuron(self, c: _Counter, updates: float, spikes: torch.Tensor | float) -> None:
         dev = self.device
@@ -487,30 +579,63 @@ class EnergyMeter:
     def raw_totals(self) -> dict[str, float]:
         """Sums over every layer and every sample so far (not divided by samples).
 
-        Keys: ``input_events``, ``acs``, ``macs``, ``joules`` (crossbar + ADC + neuron + spike).
-        Useful to read counts at several points of one run (differences of two snapshots).
+        Keys: ``input_events``, ``acs``, ``macs``, ``joules`` (crossbar + ADC + neuron + spike +
+        digital periphery). Useful to read counts at several points of one run (differences of
+        two snapshots).
         """
         out = {"input_events": 0.0, "acs": 0.0, "macs": 0.0, "joules": 0.0}
-        for c in self._counters.values():
+        for c in (*self._counters.values(), *self._digital.values()):
             v = c.floats()
             for key in ("input_events", "acs", "macs"):
                 out[key] += v.get(key, 0.0)
-            out["joules"] += sum(v.get(k, 0.0) for k in ("crossbar_j", "adc_j", "neuron_j", "spike_j"))
+            out["joules"] += sum(v.get(k, 0.0) for k in ("crossbar_j", "adc_j", "neuron_j", "spike_j", "digital_j"))
         return out
+
+    def _rows(self) -> list["_Counter"]:
+        """Counters in report order: execution order inside spiking networks, module order
+        otherwise; digital nodes only once they counted something."""
+        if self._row_order is None:
+            return list(self._counters.values()) + [c for c in self._digital.values() if c.values]
+        rows = []
+        for key in self._row_order:
+            c = self._digital.get(key) if isinstance(key, str) else self._counters.get(key)
+            if c is not None and (not isinstance(key, str) or c.values) and c not in rows:
+                rows.append(c)
+        rows += [c for c in self._counters.values() if c not in rows]
+        rows += [c for c in self._digital.values() if c.values and c not in rows]
+        return rows
 
     def report(self) -> EnergyReport:
         """Per-sample figures for every metered layer (zeros before any sample)."""
         per = 1.0 / self.samples if self.samples else 0.0
         layers = []
-        for c in self._counters.values():
+        for c in self._rows():
             layer = LayerEnergy(name=c.name, kind=c.kind)
             for key, value in c.floats().items():
                 setattr(layer, key, value * per)
-            if c.kind != "if" and c.values:
+            if c.kind not in ("if", "maxpool", "add", "cat", "scale", "digital", "output") and c.values:
                 layer.ann_macs = c.ann_macs_per_sample
                 layer.digital_ann_j = c.ann_macs_per_sample * self.device.digital_mac_pj * _PJ
             layers.append(layer)
         return EnergyReport(samples=self.samples, layers=layers, device=self.device.name)
+
+
+class _Conv2dView:
+    """The geometry of a Conv1d as a Conv2d with a ``1 x k`` kernel."""
+
+    def __init__(self, conv: nn.Conv1d) -> None:
+        if isinstance(conv.padding, str):
+            raise ValueError(f"{conv}: string padding is not supported by the energy meter")
+        self.kernel_size, self.stride = (1, conv.kernel_size[0]), (1, conv.stride[0])
+        self.padding, self.dilation = (0, conv.padding[0]), (1, conv.dilation[0])
+        self.groups, self.out_channels = conv.groups, conv.out_channels
+
+
+def _as_conv2d(conv: nn.Module, kernel: torch.Tensor) -> tuple[Any, torch.Tensor]:
+    """``(geometry, 4-d kernel)`` of a Conv2d, or of a Conv1d seen as a Conv2d."""
+    if isinstance(conv, nn.Conv1d):
+        return _Conv2dView(conv), kernel.unsqueeze(2)
+    return conv, kernel
 
 
 def _conv_out_hw(conv: nn.Conv2d, in_hw: torch.Size) -> tuple[int, int]:

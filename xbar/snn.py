@@ -1,65 +1,61 @@
-"""``SpikingNetwork``: a converted (or hand-built) body run over ``T`` timesteps.
+"""``SpikingNetwork``: a graph of crossbar layers and IF neurons run over ``T`` timesteps.
 
-The body is a flat sequence of stages: synaptic stages (crossbar or float ``Linear`` /
-``Conv2d``, ``AvgPool2d``, ``Flatten``) and :class:`~xbar.neurons.IFNeuron` layers. It runs in
-multi-step form: a synaptic stage sees all ``T`` timesteps of its input at once (one matrix
-product over ``[T*B, ...]``, exact because the stage is stateless), and each IF layer scans over
-``T``. This equals running the whole network one timestep at a time (``tests/test_snn.py``).
+A spiking network holds a :class:`~xbar.graph.Graph` (plain data: ``print(snn.graph)``) and the
+modules its nodes call, registered under the paths of the model they came from
+(``snn.get_submodule("layer1.0.conv2")``). :func:`xbar.to_snn` builds one from any
+``torch.fx``-traceable ANN; ``SpikingNetwork(stages)`` builds a chain from a list of stages by
+hand (paths ``"0"``, ``"1"``, ...). :mod:`xbar.execute` runs it (multi-step, in cache-sized
+tiles, with the fast paths); ``tests/test_snn.py`` and ``tests/test_graph_fast.py`` prove the
+result equal to running the graph one timestep at a time.
 
-Inside a network built by :func:`xbar.to_snn` from crossbar layers, a crossbar stage feeding an
-IF layer outputs column currents (amperes) and that IF layer's threshold is a current,
-``theta = lambda * scale * V_read`` with ``lambda`` the threshold in weight units
-(``IFNeuron.weight_threshold``). The output layer is read in weight units; the logits are its
-output averaged over ``T``.
+Units and scales (the threshold balancing of :mod:`xbar.convert`). Every value in the network
+stands for an ANN value: ``ann ~ gain * value / amperes_per_weight_unit``. The input has gain 1.
+A synaptic layer keeps its input's gain (its bias was divided by that gain when converted); a
+crossbar whose output only IF neurons integrate (``args["integrated"]`` of its node) is read as
+column currents, so its output carries ``scale * V_read`` amperes per weight unit. An IF layer
+fires at ``threshold = weight_threshold * amperes_per_weight_unit`` (a current inside a crossbar
+network, ``theta = lambda * scale * V_read``) and its spikes have gain
+``weight_threshold * gain_in``: the balanced scale ``lambda`` of that layer.
+:meth:`SpikingNetwork.sync_thresholds` derives all of this before every simulation, so
+thresholds follow a re-programmed crossbar (its ``scale`` changes with ``max|W|``).
 
-Fast paths (each equal to the plain multi-step computation up to float summation order, and
-proven so by ``tests/test_fast.py`` and ``tests/test_event_training.py``):
-
-* **IF scan** (:mod:`xbar.scan`): a tight in-place loop over ``T`` (4 tensor ops per step), and
-  under autograd one ``torch.autograd.Function`` over the whole scan (spikingjelly's sigmoid
-  surrogate) that saves only the pre-reset potentials, ``[T, B, ...]``: backward memory linear
-  in ``T``. Used when the
-  IF module has no hooks of its own and a Heaviside forward; otherwise the module is called.
-  :meth:`SpikingNetwork.compile_scan` optionally runs the inference scan through
-  ``torch.compile`` (silent fallback to the eager loop, identical results).
-* **Event-driven first layer** (``forward(images)`` with a :class:`~xbar.PoissonEncoder`;
-  inference, and training on the CPU): the encoder draws spikes only for pixels that can spike
-  and a first ``Linear`` (float or ideal-readout crossbar, after an optional ``Flatten``) sums
-  the weight rows of the spiking inputs (``embedding_bag``): work proportional to spikes, as on
-  a crossbar, instead of a dense product. Under autograd it is one node whose backward is the
-  weight gradient ``G^T X`` over the input columns where a pixel of the batch can spike; the
-  dense input is rebuilt there, not kept from the forward pass.
-* **Mean of spikes** for the output: when only the time average is needed and the stages after
-  the last IF layer are affine (Linear, Conv2d, crossbar read, AvgPool2d, Flatten), they run
-  once on the time-mean of the spikes instead of ``T`` times.
-
-Energy meters attach to the body as observers (:func:`xbar.energy.attach_observer`): whenever a
-fast path skips or changes a module call, the body tells the meter what the step-by-step run
-would have shown it (:class:`xbar.energy.InputStats`), so the counts are identical.
+Where rescaling lives at a merge (``add``, ``cat``): the inputs of a merge generally have
+different scales (a residual block adds a crossbar's currents to the spikes of its shortcut).
+The merge takes one input as its reference (the first crossbar current, else the first input)
+and multiplies each other input by ``factor = (its gain / its amperes per unit) / (the
+reference's)``: a spike of a shortcut is added as a current pulse of ``factor`` amperes. This is
+digital work at the merge, counted by the energy meter: one add per non-zero element of every
+input but the reference (``merge_adds``), and one multiply per non-zero element of every input
+with a factor that is not a spike train (``scale_muls``; spikes need none: a spike adds the
+constant). The output is multiplied by its gain (``output_scale``), so that ``snn(images)``
+approximates ``ann(images)`` in the ANN's units.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+import warnings
+from typing import Any, Iterable, Iterator
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .encoding import PoissonEncoder, SpikeEvents, _check_timesteps
-from .energy import _OBSERVERS, InputStats
-from .layers import CROSSBAR_TYPES, CrossbarLinear, _CrossbarMixin
+from .encoding import PoissonEncoder, _check_timesteps
+from .execute import Wiring, execute
+from .graph import Graph, GraphError, Node
+from .layers import CROSSBAR_TYPES
 from .neurons import IFNeuron
-from .scan import _IFScanFunction, _heaviside_forward, _scan, _scan_compiled, _sigmoid_surrogate
+from .pooling import SpikingMaxPool
 from .validation import check_finite, check_network_input, value_checks_enabled
 
-_PASSIVE = (nn.Flatten, nn.Identity)
-_EVENT_CHUNK = 1 << 20  # entries per embedding_bag call of the event-driven first layer
-_TIME_CHUNK = 1 << 24  # inference: input elements (steps x batch x pixels) per chunk of steps
+_SYNAPTIC = (nn.Linear, nn.Conv1d, nn.Conv2d)
+_PASSIVE = (nn.Flatten, nn.Identity, nn.Dropout)
 
 
 class CurrentReadout(nn.Module):
     """Reads a crossbar layer as column currents (amperes) instead of weight units.
+
+    Graphs built by :func:`xbar.to_snn` mark such layers on their nodes instead (``integrated``);
+    this wrapper is for chains built by hand.
 
     Args:
         layer: a :class:`~xbar.CrossbarLinear` or :class:`~xbar.CrossbarConv2d`.
@@ -80,378 +76,144 @@ class CurrentReadout(nn.Module):
         return self.layer.current_scale()
 
 
-# -- observers (energy meters) and hooks ------------------------------------------------
-
-def _global_hooks() -> bool:
-    mod = nn.modules.module
-    return any(getattr(mod, name, None) for name in (
-        "_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
-        "_global_backward_pre_hooks"))
+class _Scope(nn.Module):
+    """A container for the modules under one path prefix (as in ``torch.fx.GraphModule``)."""
 
 
-def _hook_free(module: nn.Module, observers: list[Any]) -> bool:
-    """True when ``module`` and its children carry no hooks but the observers' own."""
-    if _global_hooks():
-        return False
-    for m in module.modules():
-        ours: set[int] = set()
-        for obs in observers:
-            ours |= obs.observer_hook_ids(m)
-        if (set(m._forward_hooks) | set(m._forward_pre_hooks)) - ours:
-            return False
-        if m._backward_hooks or getattr(m, "_backward_pre_hooks", None):
-            return False
-    return True
+def _synaptic(m: nn.Module) -> bool:
+    return isinstance(m, (*_SYNAPTIC, CurrentReadout))
 
 
-def _metered(stage: nn.Module) -> nn.Module | None:
-    """The Linear/Conv2d module a meter hooks for this stage, if any."""
-    if isinstance(stage, CurrentReadout):
-        return stage.layer
-    return stage if isinstance(stage, (nn.Linear, nn.Conv2d)) else None
+def _chain(stages: list[nn.Module]) -> Graph:
+    nodes = [Node("input", "input")]
+    for i, _ in enumerate(stages):
+        nodes.append(Node(str(i), "module", (nodes[-1].name,), str(i)))
+    nodes.append(Node("output", "output", (nodes[-1].name,)))
+    return Graph(nodes)
 
 
-def _ideal_readout(stage: nn.Module) -> bool:
-    """The stage computes exactly ``x @ W.T + b`` (times the current scale): affine in ``x``."""
-    if type(stage) in (nn.Linear, nn.Conv2d, nn.AvgPool2d) or isinstance(stage, _PASSIVE):
-        return True
-    if type(stage) is CurrentReadout and type(stage.layer).currents is _CrossbarMixin.currents:
-        stage = stage.layer
-    if not isinstance(stage, CROSSBAR_TYPES) or type(stage).forward is not _CrossbarMixin.forward:
-        return False
-    return stage.affine_readout
-
-
-# -- the IF scan ----------------------------------------------------------------------------
-
-def _fused_if(stage: IFNeuron, h: torch.Tensor, compiled: bool) -> torch.Tensor | None:
-    """Run IF layer ``stage`` on ``h [T, B, ...]`` by the fast scan; None if not applicable."""
-    if not _heaviside_forward(stage.surrogate):
-        return None
-    th = stage._threshold_for(h[0])
-    subtract = stage.reset_mode == "subtract"
-    divide = stage.surrogate is not None
-    needs_grad = torch.is_grad_enabled() and (h.requires_grad or th.requires_grad)
-    if needs_grad:
-        alpha = _sigmoid_surrogate(stage.surrogate)
-        if alpha is None or th.requires_grad or stage.v is not None:
-            return None
-        spikes, v = _IFScanFunction.apply(h, th.detach(), alpha, subtract)
-        stage.v = v
-        return spikes
-    with torch.no_grad():
-        v0 = torch.zeros_like(h[0]) if stage.v is None else stage.v.detach().clone()
-        res = _scan_compiled(h, th, v0, subtract) if compiled and not divide else None
-        spikes, v = res if res is not None else _scan(h, th, v0, subtract, divide)[:2]
-    stage.v = v
-    return spikes.to(h.dtype)
-
-
-def _spike_total(spikes: torch.Tensor) -> torch.Tensor:
-    """Number of spikes in binary ``spikes``, exact (float32 sums below ``2**24`` are exact)."""
-    with torch.no_grad():
-        if spikes.numel() < 2 ** 24:
-            return spikes.sum().to(torch.float64)
-        return spikes.to(torch.float64).sum()
-
-
-# -- the event-driven first layer -------------------------------------------------------------
-
-def _event_stage(stages: list[nn.Module], events: SpikeEvents, observers: list[Any]) -> int | None:
-    """Index of a first Linear stage the events can feed directly, or None."""
-    j = 0
-    while j < len(stages) and isinstance(stages[j], _PASSIVE):
-        f = stages[j]
-        if isinstance(f, nn.Flatten) and (f.start_dim != 1 or f.end_dim != -1):
-            return None
-        j += 1
-    if j == len(stages) or (j == 0 and len(events.shape) != 3):
-        return None
-    stage = stages[j]
-    lin = stage.layer if type(stage) is CurrentReadout else stage
-    if type(lin) not in (nn.Linear, CrossbarLinear) or lin.in_features != events.pixels:
-        return None
-    if type(lin) is CrossbarLinear and (type(lin)._matmul is not CrossbarLinear._matmul
-                                        or not _ideal_readout(stage)):
-        return None
-    if not all(_hook_free(s, observers) for s in stages[: j + 1]):
-        return None
-    if torch.is_grad_enabled() and events.device.type != "cpu":
-        return None  # training on an accelerator: the dense product is cheap there
-    return j
-
-
-def _event_linear(stage: nn.Module, events: SpikeEvents) -> tuple[torch.Tensor, torch.Tensor]:
-    """``stage`` applied to every step of ``events``: for every sample and step, the sum of the
-    weight rows of the pixels that spike (``embedding_bag`` over the pixels that can spike,
-    weighted by their 0/1 spikes): work proportional to the non-zero pixels, not to all.
-
-    Under autograd (training) the sums run in :class:`_EventLinearFunction`, whose backward is
-    the product autograd computes for ``F.linear`` on the dense input, restricted to the input
-    columns that can spike: the dense path's gradients, up to summation order.
-
-    Returns:
-        ``([T, B, out_features], counts)``: what ``stage(events.dense().flatten(2))`` gives (up
-        to float rounding: the sums run in another order), and every compact pixel's spike
-        count over the steps ``[P]`` (float, exact).
-    """
-    lin = stage.layer if isinstance(stage, CurrentReadout) else stage
-    w = lin._read_weight() if isinstance(lin, CrossbarLinear) else lin.weight
-    bias = lin.bias
-    if isinstance(stage, CurrentReadout):  # amperes: scale the rows once instead of every sum
-        scale = lin.current_scale()
-        w = w * scale
-        bias = bias * scale if bias is not None else None
-    if torch.is_grad_enabled() and (w.requires_grad or (bias is not None and bias.requires_grad)):
-        y, counts = _EventLinearFunction.apply(w, bias, events)
-    else:
-        y, counts = _event_sums(w, bias, events)
-    return y.view(events.shape[0], events.shape[1], -1), counts
-
-
-def _event_sums(w: torch.Tensor, bias: torch.Tensor | None,
-                events: SpikeEvents) -> tuple[torch.Tensor, torch.Tensor]:
-    """``[T * B, out]`` sums of the rows of ``w.t()`` over every step's spiking pixels (plus
-    ``bias``), and the compact pixels' spike counts ``[P]``.
-
-    One ``embedding_bag`` over the compact pixels (weights: their 0/1 spikes) per chunk of
-    about ``_EVENT_CHUNK`` entries, written into the output in place: the index and weight
-    tensors stay small (building them for all steps of a long run costs more than the sums).
-    """
-    t_steps, batch = events.shape[0], events.shape[1]
-    spikes, dev = events.spikes, events.device
-    p = events.column.numel()
-    table = w.detach().t().contiguous()
-    chunk = max(1, min(t_steps, _EVENT_CHUNK // max(p, 1)))
-    key = ("embedding_bag", chunk)
-    if key not in events.cache:  # shared by every step slice of one draw
-        starts = torch.searchsorted(events.sample, torch.arange(batch, device=dev))
-        events.cache[key] = (events.column.expand(chunk, p).reshape(-1),  # (repeat is slower)
-                             (torch.arange(chunk, device=dev).unsqueeze(1) * p + starts).reshape(-1))
-    inputs, offsets = events.cache[key]
-    y = None if chunk >= t_steps else torch.empty(t_steps * batch, table.shape[1], dtype=table.dtype,
-                                                  device=dev)
-    counts = torch.zeros(p, dtype=table.dtype, device=dev)
-    for t0 in range(0, t_steps, chunk):
-        k = min(chunk, t_steps - t0)
-        weights = spikes[t0:t0 + k].reshape(-1).to(table.dtype)
-        counts += weights.view(k, p).sum(0)  # (a bool sum with a float dtype is far slower)
-        part = F.embedding_bag(inputs[: k * p], table, offsets[: k * batch], mode="sum",
-                               per_sample_weights=weights)
-        if y is None:
-            y = part
-        else:
-            y[t0 * batch:(t0 + k) * batch] = part
-    if bias is not None:
-        y.add_(bias.detach())
-    return y, counts
-
-
-class _EventLinearFunction(torch.autograd.Function):
-    """The event-driven sums as one autograd node over the weight and bias.
-
-    Forward saves nothing but the (compact) events. Backward returns ``G^T X`` and ``G.sum(0)``,
-    the products autograd runs for ``F.linear(X, w, bias)`` on the dense 0/1 input
-    ``X [T * B, in]``, with ``X`` rebuilt from the events on only the input columns where some
-    pixel of the batch can spike (the others have zero gradient): a third fewer columns on
-    MNIST, whose borders are blank.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, w: torch.Tensor, bias: torch.Tensor | None,
-                events: SpikeEvents) -> tuple[torch.Tensor, torch.Tensor]:
-        y, counts = _event_sums(w, bias, events)
-        ctx.events, ctx.has_bias = events, bias is not None
-        ctx.mark_non_differentiable(counts)
-        return y, counts
-
-    @staticmethod
-    def backward(ctx: Any, g: torch.Tensor, _counts: Any):
-        events = ctx.events
-        grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_w = _active_columns_grad(g, events)
-        if ctx.has_bias and ctx.needs_input_grad[1]:
-            grad_b = g.sum(0)
-        return grad_w, grad_b, None
-
-
-def _active_columns_grad(g: torch.Tensor, events: SpikeEvents) -> torch.Tensor:
-    """``g.t() @ X`` for ``g [T * B, out]`` and the events' dense input ``X [T * B, in]``, as a
-    product over the columns that hold a pixel which can spike (zero elsewhere)."""
-    steps, batch, pixels = events.shape[0], events.shape[1], events.pixels
-    dev = events.device
-    active = torch.zeros(pixels, dtype=torch.bool, device=dev)
-    active[events.column] = True
-    cols = torch.nonzero(active).squeeze(1)
-    n = cols.numel()
-    where = torch.empty(pixels, dtype=torch.int64, device=dev)
-    where[cols] = torch.arange(n, device=dev)
-    x = torch.zeros(steps, batch * n, dtype=g.dtype, device=dev)
-    if n:
-        x.index_copy_(1, events.sample * n + where[events.column], events.spikes.to(g.dtype))
-    grad = torch.zeros(g.shape[1], pixels, dtype=g.dtype, device=dev)
-    return grad.index_copy_(1, cols, g.t().mm(x.view(steps * batch, n)))
-
-
-# -- the body -------------------------------------------------------------------------------
-
-class _Body(nn.Module):
-    """The stages, run in multi-step form (the meter counts samples at this module's input)."""
-
-    def __init__(self, stages: Iterable[nn.Module]) -> None:
-        super().__init__()
-        self.stages = nn.ModuleList(stages)
-        self.compiled = False
-
-    def _tail(self, stages: list[nn.Module], observers: list[Any]) -> int | None:
-        """Start of the affine stages after the last IF layer, if they may run on the mean."""
-        start = max((i + 1 for i, s in enumerate(stages) if isinstance(s, IFNeuron)), default=0)
-        tail = stages[start:]
-        if not tail or not all(_ideal_readout(s) and _hook_free(s, observers) for s in tail):
-            return None
-        if observers:
-            synaptic = [i for i, s in enumerate(tail) if _metered(s) is not None]
-            first = next((i for i, s in enumerate(tail) if not isinstance(s, _PASSIVE)), None)
-            if synaptic != [first]:
-                return None
-        return start
-
-    def forward(self, x_seq: torch.Tensor | SpikeEvents, upto: int | None = None,
-                binary: bool | None = None, mean: bool = False) -> torch.Tensor:
-        """Run ``x_seq`` ``[T, B, ...]`` through the first ``upto`` stages (all by default).
-
-        Without autograd the steps run in chunks of about ``_TIME_CHUNK / (B * pixels)``
-        (IF potentials carry over), so intermediate tensors stay small for long ``T``.
-
-        Args:
-            x_seq: row drive ``[T, B, ...]``, or Poisson :class:`~xbar.encoding.SpikeEvents`.
-            upto: run only the first ``upto`` stages.
-            binary: the input is known to hold only zeros and ones (metering skips the check).
-            mean: return the time average ``[B, ...]`` instead of every step.
-
-        Returns:
-            The last stage's output at every step ``[T, B, ...]``, or its mean over ``T``.
-        """
-        stages = list(self.stages)[:upto]
-        observers = list(_OBSERVERS.get(self, ()))
-        steps, batch = x_seq.shape[0], x_seq.shape[1]
-        tail = self._tail(stages, observers) if mean else None
-        per_step = batch
-        for s in x_seq.shape[2:]:
-            per_step *= int(s)
-        chunk = steps if torch.is_grad_enabled() else max(1, min(steps, _TIME_CHUNK // max(per_step, 1)))
-        counts: torch.Tensor | None = None
-        outs: list[torch.Tensor] = []
-        for t0 in range(0, steps, chunk):
-            part = x_seq[t0:t0 + chunk] if isinstance(x_seq, torch.Tensor) else x_seq.steps(t0, t0 + chunk)
-            h, known = self._run(stages, part, binary, observers, tail)
-            if tail is not None and (known or not observers):  # the tail runs once, on the mean
-                counts = h.sum(0) if counts is None else counts + h.sum(0)
+def integrated_nodes(graph: Graph, modules: dict[str, nn.Module]) -> set[str]:
+    """Synaptic module nodes whose output reaches nothing but IF layers (through pooling,
+    reshapes and merges): the layers whose currents neurons integrate."""
+    into: dict[str, bool] = {}
+    for node in reversed(graph.nodes):
+        if node.op in ("input", "output"):
+            continue
+        ok = bool(graph.users(node.name))
+        for u in graph.users(node.name):
+            un = graph.node(u)
+            m = modules.get(un.target) if un.op == "module" else None
+            if isinstance(m, IFNeuron):
                 continue
-            if tail is not None:
-                h = self._run(stages[tail:], h, known, observers, None)[0]
-            outs.append(h.sum(0) if mean else h)
-        if counts is not None:
-            return self._run_tail(stages[tail:], counts, steps, observers)
-        if mean:
-            return (outs[0] if len(outs) == 1 else torch.stack(outs).sum(0)) / steps
-        return outs[0] if len(outs) == 1 else torch.cat(outs)
-
-    def _run(self, stages: list[nn.Module], x: torch.Tensor | SpikeEvents, binary: bool | None,
-             observers: list[Any], stop: int | None) -> tuple[torch.Tensor, bool]:
-        """Stages ``[:stop]`` on ``x [t, B, ...]``; returns the output and whether it is known
-        to be binary (spikes)."""
-        t, b = x.shape[0], x.shape[1]
-        first = 0
-        if isinstance(x, SpikeEvents):
-            j = _event_stage(stages[:stop], x, observers)
-            if j is None:
-                h, known = x.dense(), True
-            else:
-                h, per_pixel = _event_linear(stages[j], x)
-                known, first = False, j + 1
-                stats = InputStats(t * b, True, x.counts(per_pixel)) if observers else None
-                for obs in observers:
-                    obs.record_synaptic(_metered(stages[j]), stats)
-        else:
-            h, known = x, bool(binary)
-        for stage in stages[first:stop]:
-            if isinstance(stage, IFNeuron):
-                spikes = _fused_if(stage, h, self.compiled) if _hook_free(stage, observers) else None
-                if spikes is None:
-                    h = stage(h) if stage.step_mode == "m" else torch.stack([stage(h[k]) for k in range(t)])
-                    known = False
-                else:
-                    h, known = spikes, True
-                    total = _spike_total(h) if observers else None
-                    for obs in observers:
-                        obs.record_neuron(stage, h.numel(), total)
-                continue
-            metered = _metered(stage) if observers and known else None
-            for obs in observers if metered is not None else ():
-                obs.expect_input(metered, InputStats(t * b, True))
-            try:
-                y = stage(h.reshape(t * b, *h.shape[2:]))
-            finally:
-                for obs in observers if metered is not None else ():
-                    obs.expect_input(metered, None)
-            h = y.reshape(t, b, *y.shape[1:])
-            known = known and isinstance(stage, _PASSIVE)
-        return h, known
-
-    def _run_tail(self, tail: list[nn.Module], counts: torch.Tensor, steps: int,
-                  observers: list[Any]) -> torch.Tensor:
-        """Affine ``tail`` once on the time-mean ``counts / steps`` of binary input whose sum over
-        the steps is ``counts [B, ...]``; returns ``[B, ...]``."""
-        y = counts / steps
-        for stage in tail:
-            metered = _metered(stage) if observers else None
-            if metered is not None:
-                nz = counts.sum(0, dtype=torch.float64)
-                for obs in observers:
-                    obs.expect_input(metered, InputStats(steps * counts.shape[0], True, nz))
-            try:
-                y = stage(y)
-            finally:
-                for obs in observers if metered is not None else ():
-                    obs.expect_input(metered, None)
-        return y
+            if un.op == "output" or isinstance(m, (SpikingMaxPool, *_SYNAPTIC, CurrentReadout)) \
+                    or (un.op == "module" and m is None) or not into.get(u, False):
+                ok = False
+        into[node.name] = ok
+    return {n.name for n in graph.module_nodes() if _synaptic(modules[n.target]) and into[n.name]}
 
 
 class SpikingNetwork(nn.Module):
-    """A spiking network: encoder, then the body over ``timesteps`` steps, logits averaged.
+    """A spiking network: encoder, then the graph over ``timesteps`` steps, output averaged.
+
+    The output scale (ANN units) costs no operation: it folds into the output layer's readout
+    constant (the conversion of a column output into weight units already multiplies by one).
 
     Args:
-        stages: the body's stages in order (synaptic modules and :class:`IFNeuron` layers).
+        stages: a hand-built chain: the stages in order (synaptic modules and
+            :class:`IFNeuron` layers), registered as ``"0"``, ``"1"``, ... Not with ``graph``.
         timesteps: number of simulation steps ``T`` (>= 1).
         encoder: turns images ``[B, ...]`` into ``[T, B, ...]`` row drive
             (default ``PoissonEncoder(max_rate=1.0)``).
+        graph: the graph to run (:mod:`xbar.graph`), with ``modules``.
+        modules: ``{path: module}`` for every module node's target.
 
     Shape:
-        ``forward(images)``: ``[B, ...]`` -> logits ``[B, classes]``;
-        ``run(spike_seq)``: ``[T, B, ...]`` -> logits ``[B, classes]``.
+        ``forward(images)``: ``[B, ...]`` -> output ``[B, classes]``;
+        ``run(spike_seq)``: ``[T, B, ...]`` -> output ``[B, classes]``.
     """
 
-    def __init__(self, stages: Iterable[nn.Module], timesteps: int = 32, encoder: Any = None) -> None:
+    def __init__(self, stages: Iterable[nn.Module] | None = None, timesteps: int = 32, encoder: Any = None,
+                 *, graph: Graph | None = None, modules: dict[str, nn.Module] | None = None) -> None:
         super().__init__()
-        self.body = _Body(stages)
+        if (stages is None) == (graph is None):
+            raise TypeError("SpikingNetwork: give either stages (a chain) or graph and modules")
+        if graph is None:
+            stages = list(stages)
+            graph, modules = _chain(stages), {str(i): m for i, m in enumerate(stages)}
+        modules = dict(modules or {})
+        graph = self._place(graph, modules)
+        for node in graph.module_nodes():
+            if node.target not in modules:
+                raise GraphError(f"graph node {node.name!r}: no module for target {node.target!r}")
+        self.graph = graph
         self.timesteps = _check_timesteps(timesteps)
         self.encoder = encoder if encoder is not None else PoissonEncoder(1.0)
+        self.compiled = False
+        self._sizes: dict[tuple, dict[str, int]] = {}
+
+    accepts_observers = True  # energy meters attach to it (xbar.observers)
+
+    def _place(self, graph: Graph, modules: dict[str, nn.Module]) -> Graph:
+        """Register ``modules`` at their paths; a top-level name that would shadow an attribute
+        of the network gets a trailing ``_`` (with a warning) and the graph follows."""
+        renamed: dict[str, str] = {}
+        for path in sorted(modules, key=lambda p: p.count(".")):
+            head, *rest = path.split(".")
+            new_head = renamed.get(head, head)
+            while new_head not in self._modules and (hasattr(type(self), new_head) or new_head in self.__dict__
+                                                    or new_head in ("graph", "timesteps", "encoder", "compiled",
+                                                                    "conversion")):
+                new_head += "_"
+            if new_head != head and head not in renamed:
+                warnings.warn(f"SpikingNetwork: module path {head!r} would shadow an attribute; stored as "
+                              f"{new_head!r}", stacklevel=3)
+            renamed[head] = new_head
+            scope: nn.Module = self
+            parts = [new_head, *rest]
+            for part in parts[:-1]:
+                if part not in scope._modules:
+                    scope.add_module(part, _Scope())
+                scope = scope._modules[part]
+            scope.add_module(parts[-1], modules[path])
+        if not any(k != v for k, v in renamed.items()):
+            return graph
+
+        def fix(p: str | None) -> str | None:
+            if p is None:
+                return None
+            head, _, rest = p.partition(".")
+            return renamed.get(head, head) + ("." + rest if rest else "")
+        for old in list(modules):
+            modules[fix(old)] = modules.pop(old)
+        return Graph([Node(n.name, n.op, n.inputs, fix(n.target), n.args, n.source) for n in graph])
+
+    # -- structure ------------------------------------------------------------------------
+    def module_at(self, path: str) -> nn.Module:
+        """The module a graph node calls (its target path)."""
+        return self.get_submodule(path)
+
+    def graph_modules(self) -> dict[str, nn.Module]:
+        """``{path: module}`` of every module node's target, in graph order."""
+        return {n.target: self.get_submodule(n.target) for n in self.graph.module_nodes()}
 
     @property
-    def stages(self) -> nn.ModuleList:
-        """The body's stages, in order."""
-        return self.body.stages
+    def stages(self) -> list[nn.Module]:
+        """The modules the graph calls, in execution order (a chain's stages)."""
+        return [self.get_submodule(n.target) for n in self.graph.module_nodes()]
 
     def neurons(self) -> list[IFNeuron]:
-        """The IF layers, in order."""
-        return [m for m in self.stages if isinstance(m, IFNeuron)]
+        """The IF layers, in execution order."""
+        seen: list[IFNeuron] = []
+        for m in self.stages:
+            if isinstance(m, IFNeuron) and all(m is not s for s in seen):
+                seen.append(m)
+        return seen
 
     def reset(self) -> None:
-        """Reset every neuron's membrane potential."""
-        for n in self.neurons():
-            n.reset()
+        """Reset every neuron's membrane potential and every spiking max-pool's counts."""
+        for m in self.modules():
+            if isinstance(m, (IFNeuron, SpikingMaxPool)):
+                m.reset()
 
     def compile_scan(self, enabled: bool = True) -> "SpikingNetwork":
         """Run the inference IF scan through ``torch.compile`` (one fused kernel per layer).
@@ -459,55 +221,208 @@ class SpikingNetwork(nn.Module):
         Optional: when compiling is unavailable or fails, the eager scan runs instead, with
         identical results. Returns self.
         """
-        self.body.compiled = bool(enabled)
+        self.compiled = bool(enabled)
         return self
 
+    def describe(self) -> str:
+        """The graph as a table, each node with its module and (for IF layers) threshold."""
+        def what(node: Node) -> str:
+            if node.op != "module":
+                return ""
+            m = self.get_submodule(node.target)
+            text = f"{type(m).__name__}"
+            if isinstance(m, IFNeuron):
+                text += f"(threshold={m.extra_repr().split(',')[0].split('=')[1]})"
+            if node.arg("integrated"):
+                text += " -> currents" if isinstance(m, CROSSBAR_TYPES) else " -> neurons"
+            return text
+        return self.graph.table(what)
+
+    def _rewire(self) -> None:
+        """After crossbars replaced float layers (:func:`xbar.to_crossbar`): the layers that
+        feed IF neurons read currents, and those neurons keep their thresholds in weight units."""
+        modules = self.graph_modules()
+        into = integrated_nodes(self.graph, modules)
+        nodes = [Node(n.name, n.op, n.inputs, n.target, {**n.args, "integrated": True}, n.source)
+                 if n.name in into and not n.arg("integrated") else n for n in self.graph]
+        self.graph = Graph(nodes)
+        for node, ins in self._walk():
+            if node.op == "module":
+                m = self.get_submodule(node.target)
+                if isinstance(m, IFNeuron) and m.weight_threshold is None and not isinstance(ins[0][1], float):
+                    m.weight_threshold = m.threshold.detach().clone()
+
+    # -- scales and thresholds ---------------------------------------------------------------
+    def _walk(self, wiring: Wiring | None = None,
+              override: dict[str, tuple] | None = None) -> Iterator[tuple[Node, list[tuple]]]:
+        """Yield every node with its inputs' ``(gain, amperes per weight unit)`` before the
+        node's own are derived (module docstring); the caller may set thresholds meanwhile, or
+        put a node's exact gain into ``override``."""
+        gains: dict[str, tuple] = {}
+        for node in self.graph:
+            ins = [gains[i] for i in node.inputs]
+            yield node, ins
+            gains[node.name] = self._gain(node, ins, wiring)
+            if override is not None and node.name in override:
+                gains[node.name] = override[node.name]
+            if wiring is not None:
+                wiring.gains[node.name] = gains[node.name]
+
+    def _gain(self, node: Node, ins: list[tuple], wiring: Wiring | None) -> tuple:
+        if node.op == "input":
+            return (1.0, 1.0)
+        if node.op == "output":
+            return ins[0]
+        if node.op == "module":
+            m = self.get_submodule(node.target)
+            g, amps = ins[0]
+            if isinstance(m, CurrentReadout):
+                return (g, m.current_scale().detach())
+            if isinstance(m, _SYNAPTIC):
+                if not isinstance(amps, float):
+                    raise GraphError(f"graph node {node.name!r}: a synaptic layer reads column currents; "
+                                     "only IF layers (through pooling or merges) may integrate currents")
+                if node.arg("integrated") and isinstance(m, CROSSBAR_TYPES):
+                    if wiring is not None:
+                        wiring.currents.add(node.name)
+                    return (g, m.current_scale().detach())
+                return (g, 1.0)
+            if isinstance(m, IFNeuron):
+                th = m.threshold.detach()
+                unit = th / amps if m.weight_threshold is None else m.weight_threshold.detach()
+                return (None if g is None or unit.numel() != 1 else g * float(unit), 1.0)
+            return (g, amps)
+        if node.op == "scale":
+            g, amps = ins[0]
+            c = float(node.arg("factor"))
+            if wiring is not None:
+                wiring.multiplier[node.name] = 1.0 if c > 0 else -1.0
+            return (None if g is None else g * abs(c), amps)
+        if node.op in ("add", "cat"):
+            return self._merge_gain(node, ins, wiring)
+        return ins[0]
+
+    def _merge_gain(self, node: Node, ins: list[tuple], wiring: Wiring | None) -> tuple:
+        coeffs = [float(c) for c in node.arg("coeffs", [1.0] * len(ins))]
+        if any(g is None for g, _ in ins):
+            if self.ann_units():
+                raise GraphError(f"graph node {node.name!r}: the scales of its inputs are unknown "
+                                 "(per-channel thresholds upstream?); cannot balance the merge")
+            if wiring is not None:
+                wiring.factors[node.name] = coeffs
+            return (None, ins[0][1])
+        weights = [c * g / float(a) for c, (g, a) in zip(coeffs, ins)]
+        candidates = [i for i, w in enumerate(weights) if w > 0]
+        if not candidates:
+            raise GraphError(f"graph node {node.name!r}: every input is subtracted; no input to scale the merge by")
+        ref = next((i for i in candidates if not isinstance(ins[i][1], float)), candidates[0])
+        if wiring is not None:
+            wiring.reference[node.name] = ref
+            wiring.factors[node.name] = [1.0 if i == ref else w / weights[ref] for i, w in enumerate(weights)]
+        return (coeffs[ref] * ins[ref][0], ins[ref][1])
+
+    def ann_units(self) -> bool:
+        """Whether the output is rescaled to the ANN's units (graphs from :func:`xbar.to_snn`)."""
+        return bool(self.graph.output.arg("ann_units", False))
+
     @torch.no_grad()
-    def sync_thresholds(self) -> None:
-        """Set current thresholds from weight-unit ones: ``theta = lambda * scale * V_read``.
+    def sync_thresholds(self) -> Wiring:
+        """Derive every scale of the graph from the crossbars as programmed now: current
+        thresholds ``theta = weight_threshold * amperes_per_weight_unit``, merge factors and the
+        output scale (module docstring). Runs before every simulation.
 
-        Runs before every simulation, so thresholds follow a crossbar that was re-programmed
-        (its ``scale`` changes when ``max|W|`` does).
+        Returns:
+            The :class:`~xbar.execute.Wiring` the simulation uses.
         """
-        prev: nn.Module | None = None
-        for stage in self.stages:
-            if isinstance(stage, IFNeuron) and isinstance(prev, CurrentReadout) \
-                    and getattr(stage, "weight_threshold", None) is not None:
-                th = stage.weight_threshold * prev.current_scale()
-                stage.threshold.copy_(th.to(stage.threshold.dtype))
-            if not isinstance(stage, (nn.Flatten, nn.Identity, nn.Dropout)):
-                prev = stage
+        wiring = Wiring()
+        for node, ins in self._walk(wiring):
+            if node.op == "module":
+                m = self.get_submodule(node.target)
+                if isinstance(m, IFNeuron) and m.weight_threshold is not None:
+                    th = m.weight_threshold * ins[0][1]
+                    m.threshold.copy_(th.to(m.threshold.dtype) if isinstance(th, torch.Tensor) else th)
+        if self.ann_units():
+            g, amps = wiring.gains[self.graph.output.name]
+            if g is None:
+                raise GraphError("graph: the output's scale is unknown (per-channel thresholds?)")
+            wiring.output_scale = g / float(amps)
+        return wiring
 
-    def _simulate(self, x: torch.Tensor | SpikeEvents, binary: bool | None, mean: bool) -> torch.Tensor:
-        self.reset()
-        self.sync_thresholds()
+    # -- running ----------------------------------------------------------------------------
+    def _node_sizes(self, sample_shape: tuple) -> dict[str, int]:
+        """Values per sample of every node for input samples of ``sample_shape`` (meta tensors)."""
+        hit = self._sizes.get(sample_shape)
+        if hit is not None:
+            return hit
+        from .shapes import node_shapes
+
+        shapes = node_shapes(self.graph, self.graph_modules(), sample_shape)
+        sizes = {name: int(torch.Size(s).numel()) for name, s in shapes.items()}
+        self._sizes[sample_shape] = sizes
+        return sizes
+
+    def _simulate(self, x: Any, binary: bool | None, mean: bool, keep_state: bool = False) -> torch.Tensor:
+        if not keep_state:
+            self.reset()
+        wiring = self.sync_thresholds()
         try:
-            return self.body(x, binary=binary, mean=mean)
+            out = execute(self, x, wiring, binary=bool(binary), mean=mean, keep_state=keep_state)
+            for obs in _observers(self):
+                obs.record_samples(int(x.shape[1]))
+            return out if wiring.output_scale == 1.0 else out * wiring.output_scale
+        finally:
+            if not keep_state:
+                self.reset()
+
+    def _check_input(self, x: Any, name: str, leading: int) -> None:
+        """``x`` fits the network: the first layer's check for chains, shapes through the graph
+        (meta tensors) otherwise; errors name ``name``."""
+        check_network_input(self.stages if self.graph.is_chain() else [], x, name, leading=leading)
+        if not self.graph.is_chain():
+            try:
+                self._node_sizes(tuple(x.shape[leading:]))
+            except ValueError as exc:
+                raise ValueError(f"{name}: shape {tuple(x.shape)} does not fit the network: {exc}") from None
+
+    @torch.no_grad()
+    def capture(self, images: torch.Tensor, node: str, fn: Any) -> None:
+        """Encode ``images`` and run the graph up to node ``node``, calling ``fn`` on that node's
+        value ``[t, b, ...]`` for every tile of steps and samples (calibration, inspection).
+        The neurons are reset before and after."""
+        self.graph.node(node)
+        self.reset()
+        wiring = self.sync_thresholds()
+        try:
+            x = self.encoder(images, self.timesteps)
+            execute(self, x, wiring, binary=getattr(self.encoder, "binary", None) is True, capture=(node, fn))
         finally:
             self.reset()
 
-    def run(self, spike_seq: torch.Tensor, return_sequence: bool = False,
-            binary: bool | None = None) -> torch.Tensor:
+    def run(self, spike_seq: torch.Tensor, return_sequence: bool = False, binary: bool | None = None,
+            keep_state: bool = False) -> torch.Tensor:
         """Run on encoded input.
 
         Args:
             spike_seq: row drive ``[T, B, ...]`` (spikes from an encoder, or analog values).
-            return_sequence: return the output layer's value at every step ``[T, B, C]``
-                instead of its average over ``T``.
+            return_sequence: return the output at every step ``[T, B, C]`` instead of its
+                average over ``T``.
             binary: promise that ``spike_seq`` holds only zeros and ones (an energy meter then
                 skips its check); None: unknown.
+            keep_state: continue from the neurons' state after the previous call and keep the
+                state afterwards (to feed a long input in pieces; :meth:`reset` starts over).
 
         Returns:
-            Logits ``[B, C]`` (the output layer averaged over ``T``), weight units.
+            The output ``[B, C]`` (averaged over ``T``), in the ANN's units for networks from
+            :func:`xbar.to_snn`.
         """
-        check_network_input(self.stages, spike_seq, "spike_seq", leading=2)
+        self._check_input(spike_seq, "spike_seq", 2)
         if value_checks_enabled():
             check_finite(spike_seq, "spike_seq")
-        return self._simulate(spike_seq, binary, mean=not return_sequence)
+        return self._simulate(spike_seq, binary, mean=not return_sequence, keep_state=keep_state)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Encode ``images`` over ``timesteps`` steps and run; returns logits ``[B, C]``."""
-        check_network_input(self.stages, images, "images")
+        """Encode ``images`` over ``timesteps`` steps and run; returns the output ``[B, C]``."""
+        self._check_input(images, "images", 1)
         enc = self.encoder
         if type(enc) is PoissonEncoder and isinstance(images, torch.Tensor) and images.dim() >= 2 \
                 and images.device.type == "cpu" and images.dtype == torch.float32:
@@ -515,4 +430,10 @@ class SpikingNetwork(nn.Module):
         return self.run(enc(images, self.timesteps), binary=getattr(enc, "binary", None) is True)
 
     def extra_repr(self) -> str:
-        return f"timesteps={self.timesteps}, encoder={self.encoder!r}"
+        return f"timesteps={self.timesteps}, encoder={self.encoder!r}, nodes={len(self.graph)}"
+
+
+def _observers(net: SpikingNetwork) -> list[Any]:
+    from .observers import observers_of
+
+    return observers_of(net)

@@ -1,0 +1,125 @@
+"""``to_snn``: any traceable ReLU network into a :class:`~xbar.SpikingNetwork`, as a pipeline.
+
+    capture  (torch.fx)                       xbar/convert/capture.py
+    normalise (canonical ops, BN folded,      xbar/convert/normalise.py, batchnorm.py
+               max-pool after ReLU)
+    balance  (ReLU scales from calibration)   xbar/convert/balance.py
+    spiking graph (IF layers, thresholds)     xbar/convert/spiking.py
+
+Each stage is a function with its own tests; this module only runs them in order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import fx, nn
+
+from ..encoding import PoissonEncoder, _check_timesteps
+from ..layers import CROSSBAR_TYPES
+from ..neurons import _check_reset
+from ..snn import SpikingNetwork
+from ..validation import check_number, check_parameters_finite
+from .balance import CalibrationData, activation_scales, check_maxpool, check_norm, entry_stages, spike_norm
+from .batchnorm import fold_batchnorm
+from .capture import ConversionError, capture
+from .normalise import SYNAPTIC, canonicalize, swap_maxpool_relu
+from .spiking import balance, build, set_neuron
+
+__all__ = ["normalised_ann", "to_snn"]
+
+
+def normalised_ann(ann: nn.Module, example: torch.Tensor | None = None) -> fx.GraphModule:
+    """The ANN as ``to_snn`` sees it before balancing: traced, in canonical ops, BatchNorm folded,
+    every max-pool after its ReLU. It computes what ``ann`` computes (without a trailing softmax).
+
+    Args:
+        ann: the model (not modified).
+        example: an input batch, needed only when a reshape's per-sample shape must be measured.
+    """
+    gm = capture(ann)
+    gm = canonicalize(gm, example)
+    gm = fold_batchnorm(gm)
+    return swap_maxpool_relu(gm)
+
+
+def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: str = "percentile",
+           percentile: float = 99.9, encoder: Any = None, reset: str = "subtract",
+           surrogate: Any = None, maxpool: str = "spike-count") -> SpikingNetwork:
+    """Convert a ReLU network into a :class:`SpikingNetwork` with balanced thresholds.
+
+    Args:
+        ann: any module ``torch.fx`` can trace (custom ``forward``, nested modules, residual
+            adds, concatenations; :mod:`xbar.convert.normalise` lists the ops), of float or
+            crossbar layers. It is not modified.
+        calibration: data for threshold balancing (a DataLoader of ``(images, labels)``, an
+            iterable of tensors, or one tensor); required unless ``norm="none"``.
+        timesteps: ``T``, steps per sample (>= 1).
+        norm: ``"none"``, ``"max"``, ``"percentile"``, ``"percentile-all"`` or
+            ``"spike-norm"`` (:mod:`xbar.convert.balance`).
+        percentile: the percentile for ``norm="percentile"`` / ``"percentile-all"``, in
+            ``(0, 100]``.
+        encoder: input encoder (default ``PoissonEncoder(max_rate=1.0)``); spike-norm
+            calibrates with it.
+        reset: IF reset, ``"subtract"`` (default) or ``"zero"``.
+        surrogate: surrogate spike function for training the result (None: plain step).
+        maxpool: ``"spike-count"`` (max-pooling by accumulated spike counts, Rueckauer et al.
+            2017; :mod:`xbar.pooling`) or ``"error"`` (refuse max-pooling).
+
+    Returns:
+        The spiking network. Its output approximates ``ann``'s in the ANN's units (a
+        trailing softmax / log_softmax is dropped: the output is the logits before it, with the
+        same argmax). Inside crossbar networks IF neurons integrate column currents and their
+        thresholds are currents. BatchNorm is folded into the neighbouring Linear / Conv first
+        (:mod:`xbar.convert.batchnorm`; a crossbar that absorbs one is re-programmed).
+
+    Raises:
+        ConversionError: (a ``TypeError``) a model that cannot be traced or holds an op with no
+            spiking form, naming the op and the source line of its ``forward``.
+        ValueError / TypeError: naming the argument: unknown ``norm`` or ``maxpool``,
+            ``percentile`` outside ``(0, 100]``, ``timesteps < 1``, NaN / infinite ``ann``
+            parameters, missing or empty ``calibration``, calibration batches that are not
+            finite float tensors of a shape the model reads, a non-callable ``encoder``.
+    """
+    check_norm(norm)
+    check_maxpool(maxpool)
+    check_number(percentile, "percentile", 0.0, 100.0, low_open=True)
+    _check_timesteps(timesteps)
+    _check_reset(reset)
+    check_parameters_finite(ann, "ann")
+    if not callable(encoder) and encoder is not None:
+        raise TypeError(f"encoder: expected a callable encoder(images, timesteps), got {type(encoder).__name__}")
+    if norm != "none" and calibration is None:
+        raise ValueError(f"calibration: norm={norm!r} needs calibration data")
+    encoder = encoder if encoder is not None else PoissonEncoder(1.0)
+    gm = capture(ann)
+    calib = CalibrationData(calibration, entry_stages(gm)) if calibration is not None else None
+    gm = canonicalize(gm, calib.first() if calib is not None else None)
+    gm = swap_maxpool_relu(fold_batchnorm(gm))
+    _check_structure(gm)
+    device = next((p.device for p in gm.parameters()), torch.device("cpu"))
+    calib = CalibrationData(calibration, entry_stages(gm)) if calibration is not None else None
+
+    snn = build(gm, timesteps, encoder, reset, surrogate, maxpool)
+    lambdas = None
+    if norm in ("max", "percentile", "percentile-all"):
+        lambdas = activation_scales(gm, calib, None if norm == "max" else percentile, device,
+                                    zeros=norm == "percentile-all")
+    balance(snn, lambdas)
+    if norm == "spike-norm":
+        def set_threshold(node: Any, wt: float) -> None:
+            amps = snn.sync_thresholds().gains[node.inputs[0]][1]
+            set_neuron(snn, node, wt, amps)
+        spike_norm(snn, calib, device, set_threshold)
+    snn.conversion = {"norm": norm, "percentile": percentile, "reset": reset, "maxpool": maxpool}
+    return snn.eval()
+
+
+def _check_structure(gm: fx.GraphModule) -> None:
+    mods = [gm.get_submodule(n.target) for n in gm.graph.nodes if n.op == "call_module"]
+    if not any(isinstance(m, (*SYNAPTIC, *CROSSBAR_TYPES)) for m in mods):
+        raise ValueError("ann: has no Linear or Conv layer to convert")
+    out = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+    if isinstance(out, fx.Node) and out.op == "call_module" and isinstance(gm.get_submodule(out.target), nn.ReLU):
+        raise ValueError("ann: ends in a ReLU; the output layer must be Linear/Conv (its average over T is the output)")

@@ -1,0 +1,124 @@
+"""Spiking max-pooling: the gate on accumulated spike counts (Rueckauer et al., 2017).
+
+A max-pool of spike trains cannot take the maximum of the spikes of one step (that would pass
+the union of the spikes). Rueckauer et al. (2017, "Conversion of continuous-valued deep networks
+to efficient event-driven networks for image classification", section 2.2.4) gate each pooling
+window so that it passes the spikes of the input with the highest firing rate, estimated online
+from each input's accumulated spike count (sinabs' ``SpikingMaxPooling2dLayer`` keeps the same
+counts). xbar uses the form of that gate whose output count is always the window's largest
+input count so far::
+
+    C_t   = C_{t-1} + s_t                        (spike count of every input, per sample)
+    out_t = maxpool(C_t) - maxpool(C_{t-1})      (in {0, 1}: a count grows by at most 1 a step)
+
+so after any number of steps the output has fired ``max_i C_i`` times: its rate is the max-pool
+of the input rates, which is what the ANN's max-pool of (rate-coded) activations computes. When
+the leading input changes, the output follows the new leader's count without passing extra
+spikes (a gate switched on the previous leader's spike would).
+
+Energy (counted by :class:`~xbar.EnergyMeter` as digital work, ``maxpool_ops``): per step one
+counter increment per input spike and ``k - 1`` comparisons per output (``k`` inputs in a
+window).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["SpikingMaxPool", "spiking_maxpool_step"]
+
+
+def _tuple(v: int | tuple, dims: int) -> tuple[int, ...]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (int(v),) * dims
+
+
+class SpikingMaxPool(nn.Module):
+    """Max-pooling of spike trains by accumulated spike counts (module docstring).
+
+    Args:
+        dims: 1 or 2 (``MaxPool1d`` / ``MaxPool2d`` windows).
+        kernel_size, stride, padding, dilation, ceil_mode: as ``nn.MaxPool1d/2d``
+            (``stride`` None: the kernel size).
+
+    Shape:
+        input spikes ``[T, B, C, (H,) W]``; output spikes ``[T, B, C, (H',) W']``. State (the
+        counts) carries over calls until :meth:`reset`.
+    """
+
+    def __init__(self, dims: int, kernel_size: int | tuple, stride: int | tuple | None = None,
+                 padding: int | tuple = 0, dilation: int | tuple = 1, ceil_mode: bool = False) -> None:
+        super().__init__()
+        if dims not in (1, 2):
+            raise ValueError(f"dims: expected 1 or 2, got {dims!r}")
+        self.dims = dims
+        self.kernel_size = _tuple(kernel_size, dims)
+        self.stride = _tuple(stride if stride is not None else kernel_size, dims)
+        self.padding = _tuple(padding, dims)
+        self.dilation = _tuple(dilation, dims)
+        self.ceil_mode = bool(ceil_mode)
+        self.counts: torch.Tensor | None = None
+        self.pooled: torch.Tensor | None = None
+
+    @classmethod
+    def from_maxpool(cls, pool: nn.Module) -> "SpikingMaxPool":
+        """The spiking form of an ``nn.MaxPool1d`` / ``nn.MaxPool2d``."""
+        if not isinstance(pool, (nn.MaxPool1d, nn.MaxPool2d)):
+            raise TypeError(f"pool: expected nn.MaxPool1d or nn.MaxPool2d, got {type(pool).__name__}")
+        if pool.return_indices:
+            raise ValueError("pool: a max-pool that returns indices has no spiking form")
+        return cls(1 if isinstance(pool, nn.MaxPool1d) else 2, pool.kernel_size, pool.stride, pool.padding,
+                   pool.dilation, pool.ceil_mode)
+
+    @property
+    def window(self) -> int:
+        """Inputs per pooling window."""
+        return math.prod(self.kernel_size)
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """The plain max-pool of ``x [N, C, (H,) W]`` with this layer's window."""
+        fn = F.max_pool1d if self.dims == 1 else F.max_pool2d
+        return fn(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
+
+    def reset(self) -> None:
+        """Forget the spike counts (the next input starts a new sample)."""
+        self.counts = None
+        self.pooled = None
+
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """All steps of ``x_seq [T, B, ...]``; returns the output spikes ``[T, B, ...]``."""
+        steps, batch = x_seq.shape[0], x_seq.shape[1]
+        counts = torch.cumsum(x_seq, 0)
+        if self.counts is not None:
+            counts = counts + self.counts
+        pooled = self.pool(counts.flatten(0, 1))
+        pooled = pooled.view(steps, batch, *pooled.shape[1:])
+        prev = torch.zeros_like(pooled[0]) if self.pooled is None else self.pooled
+        out = torch.diff(pooled, dim=0, prepend=prev.unsqueeze(0))
+        self.counts, self.pooled = counts[-1], pooled[-1]
+        return out
+
+    def extra_repr(self) -> str:
+        return (f"dims={self.dims}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+def spiking_maxpool_step(layer: SpikingMaxPool, s: torch.Tensor, counts: torch.Tensor | None,
+                         pooled: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step of the gate (pure function), for references and single-step simulators.
+
+    Args:
+        layer: gives the window.
+        s: this step's input spikes ``[B, C, (H,) W]``.
+        counts, pooled: the state after the previous step (None at the start).
+
+    Returns:
+        ``(out, counts, pooled)``: the output spikes and the new state.
+    """
+    counts = s if counts is None else counts + s
+    new = layer.pool(counts)
+    out = new if pooled is None else new - pooled
+    return out, counts, new
