@@ -24,8 +24,8 @@ _LAZY = {
     "map_weights": "mapping", "snap": "mapping", "unmap": "mapping",
     "IFNeuron": "neurons", "if_scan": "neurons", "if_step": "neurons",
     "CurrentReadout": "snn", "SpikingNetwork": "snn",
-    "drift": "nonideal",
-    "calibrate_periphery": "periphery", "program_model": "nonideal", "fix_faults": "nonideal",
+    "drift": "chip",
+    "calibrate_periphery": "chip", "program_model": "chip", "fix_faults": "chip",
     "hardware_aware_finetune": "train",
     "save": "checkpoint", "load": "checkpoint", "CheckpointError": "checkpoint",
 }

@@ -1,21 +1,31 @@
 """Energy metering: accumulate operations and joules caused by every input event, per layer.
 
 :class:`EnergyMeter` owns forward hooks (sinabs style: counters that add, removed on exit) on
-every ``Linear`` / ``Conv2d`` (crossbar or float) and every :class:`~xbar.IFNeuron` of a model.
-For each read of a layer with row drive ``x`` (DESIGN.md, "Physical model"):
+every ``Linear`` / ``Conv1d`` / ``Conv2d`` (crossbar or float, subclasses included), every
+:class:`~xbar.IFNeuron` and every spiking max-pool of a model; layers with weights of other
+kinds are not counted and one warning names them. Rows are named by module path
+(``layer1.0.conv2``) and, inside a spiking network, come in execution order. For each read of
+a layer with row drive ``x`` (DESIGN.md, "Physical model"):
 
 * input events: non-zero entries of ``x`` (spikes, for binary input);
 * ACs (binary ``x``) or MACs (analog ``x``): ``sum_i [x_i != 0] * fan_out_i``, where
-  ``fan_out_i`` is ``out_features`` for Linear and, for Conv2d, the exact number of
+  ``fan_out_i`` is ``out_features`` for Linear and, for a convolution, the exact number of
   (output channel, output position) pairs input position ``i`` feeds;
 * crossbar read energy ``E = t_read * sum_i (x_i V_read)^2 * sum_j (G+_ij + G-_ij)``
-  (for Conv2d summed over every output position's read);
+  (for a convolution summed over every output position's read);
 * ADC conversions (devices with ``adc_bits``; none for an ideal readout): one per column output
   per read and per array the column spans (a layer tiled into ``n`` row tiles converts ``n``
   partial sums per output), times ``adc_pj``;
 * IF layers: neuron updates times ``neuron_update_pj`` and spikes times ``spike_pj``;
-* digital comparison: ``ACs * digital_ac_pj + MACs * digital_mac_pj`` against the ANN's dense
-  ``MACs * digital_mac_pj`` for one pass per sample (Horowitz 2014, 45 nm).
+* digital periphery, in its own columns: ``bias_adds`` (one add per output of a layer with a
+  bias, per read), ``merge_adds`` and ``scale_muls`` at residual merges and scale stages
+  (:mod:`xbar.snn` says where they arise), ``maxpool_ops`` of spiking max-pools (a counter
+  increment per input spike and ``k - 1`` comparisons per output and step); adds and
+  comparisons cost ``digital_ac_pj``, multiplies ``digital_mac_pj`` (``digital_j``, part of
+  the total);
+* digital comparison: ``ACs * digital_ac_pj + MACs * digital_mac_pj`` plus the digital
+  periphery, against the ANN's dense ``MACs * digital_mac_pj`` for one pass per sample
+  (Horowitz 2014, 45 nm).
 
 Counts add over timesteps and batches; :meth:`EnergyMeter.report` divides them by the number of
 samples seen (per-sample figures). Float (non-crossbar) layers are charged as if programmed on
@@ -33,7 +43,6 @@ equal those of the step-by-step run (``tests/test_fast.py``).
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -41,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .device import DeviceProfile
+from .energy_report import EnergyReport, LayerEnergy
 from .layers import CROSSBAR_TYPES, _resolve_profile
 from .mapping import map_weights
 from .neurons import IFNeuron
@@ -49,181 +59,6 @@ from .periphery import tile_count
 from .pooling import SpikingMaxPool
 
 _PJ = 1e-12
-
-
-@dataclass
-class LayerEnergy:
-    """Per-sample counts and energies of one layer (joules, counts per sample).
-
-    Synaptic layers fill the crossbar fields; IF layers fill the neuron fields.
-    """
-
-    name: str
-    kind: str
-    input_events: float = 0.0
-    acs: float = 0.0
-    macs: float = 0.0
-    crossbar_j: float = 0.0
-    adc_conversions: float = 0.0
-    adc_j: float = 0.0
-    neuron_updates: float = 0.0
-    spikes: float = 0.0
-    neuron_j: float = 0.0
-    spike_j: float = 0.0
-    bias_adds: float = 0.0
-    merge_adds: float = 0.0
-    scale_muls: float = 0.0
-    maxpool_ops: float = 0.0
-    digital_j: float = 0.0
-    digital_snn_j: float = 0.0
-    ann_macs: float = 0.0
-    digital_ann_j: float = 0.0
-
-    @property
-    def joules(self) -> float:
-        """Crossbar, ADC, neuron, spike and digital-periphery energy of this layer, joules per
-        sample."""
-        return self.crossbar_j + self.adc_j + self.neuron_j + self.spike_j + self.digital_j
-
-
-@dataclass
-class EnergyReport:
-    """Energy and operation counts per sample, per layer and in total.
-
-    Attributes:
-        samples: number of samples the counts were divided by.
-        layers: one :class:`LayerEnergy` per metered layer, in model order.
-        device: name of the device profile whose constants were used.
-    """
-
-    samples: int
-    layers: list[LayerEnergy] = field(default_factory=list)
-    device: str = ""
-
-    def _total(self, key: str) -> float:
-        return float(sum(getattr(layer, key) for layer in self.layers))
-
-    @property
-    def input_events(self) -> float:
-        """Non-zero inputs arriving at synaptic layers (spikes, for binary input), per sample."""
-        return self._total("input_events")
-
-    @property
-    def acs(self) -> float:
-        """Accumulate operations (binary input events times fan-out), per sample."""
-        return self._total("acs")
-
-    @property
-    def macs(self) -> float:
-        """Multiply-accumulates (analog input events times fan-out), per sample."""
-        return self._total("macs")
-
-    @property
-    def synaptic_events(self) -> float:
-        """Synaptic operations, ``acs + macs`` (SynOps in sinabs' terms), per sample."""
-        return self.acs + self.macs
-
-    @property
-    def crossbar_j(self) -> float:
-        """Crossbar read energy, joules per sample."""
-        return self._total("crossbar_j")
-
-    @property
-    def adc_j(self) -> float:
-        """ADC energy, joules per sample."""
-        return self._total("adc_j")
-
-    @property
-    def neuron_j(self) -> float:
-        """Neuron update and spike energy, joules per sample."""
-        return self._total("neuron_j") + self._total("spike_j")
-
-    @property
-    def spikes(self) -> float:
-        """Spikes fired by IF layers and spiking max-pools, per sample."""
-        return self._total("spikes")
-
-    @property
-    def bias_adds(self) -> float:
-        """Digital bias additions (one per output of a synaptic layer with a bias and read), per sample."""
-        return self._total("bias_adds")
-
-    @property
-    def merge_adds(self) -> float:
-        """Digital additions at residual merges, per sample."""
-        return self._total("merge_adds")
-
-    @property
-    def scale_muls(self) -> float:
-        """Digital multiplications of scale stages (merge factors on analog inputs), per sample."""
-        return self._total("scale_muls")
-
-    @property
-    def maxpool_ops(self) -> float:
-        """Spiking max-pool work: counter increments and comparisons, per sample."""
-        return self._total("maxpool_ops")
-
-    @property
-    def digital_j(self) -> float:
-        """Energy of the digital periphery (bias and merge adds, scale multiplies, max-pool
-        operations), joules per sample."""
-        return self._total("digital_j")
-
-    @property
-    def joules(self) -> float:
-        """Total hardware energy (crossbar + ADC + neurons + spikes + digital periphery), joules
-        per sample."""
-        return self._total("joules")
-
-    @property
-    def digital_snn_j(self) -> float:
-        """The same operations on digital hardware (ACs x 0.9 pJ + MACs x 4.6 pJ), per sample."""
-        return self._total("digital_snn_j")
-
-    @property
-    def ann_macs(self) -> float:
-        """Dense MACs of one ANN pass, per sample."""
-        return self._total("ann_macs")
-
-    @property
-    def digital_ann_j(self) -> float:
-        """The ANN's dense MACs x digital_mac_pj, joules per sample."""
-        return self._total("digital_ann_j")
-
-    def to_dict(self) -> dict:
-        """Plain dict (JSON-ready): totals and per-layer figures."""
-        totals = {k: getattr(self, k) for k in (
-            "input_events", "acs", "macs", "synaptic_events", "crossbar_j", "adc_j", "neuron_j",
-            "spikes", "bias_adds", "merge_adds", "scale_muls", "maxpool_ops", "digital_j",
-            "joules", "digital_snn_j", "ann_macs", "digital_ann_j")}
-        return {"samples": self.samples, "device": self.device, "totals": totals,
-                "layers": [dict(asdict(layer), joules=layer.joules) for layer in self.layers]}
-
-    def table(self) -> str:
-        """A human-readable table, one row per layer plus the total.
-
-        Columns: input events (non-zero inputs of synaptic layers), spikes (fired by IF layers
-        and spiking max-pools), ACs, MACs, crossbar read joules and total joules, all per
-        sample; the digital-periphery columns (bias adds, merge adds, scale multiplies,
-        max-pool operations) appear when some layer has any.
-        """
-        cols = [("input events", "input_events"), ("spikes", "spikes"), ("ACs", "acs"), ("MACs", "macs")]
-        digital = [("bias adds", "bias_adds"), ("merge adds", "merge_adds"), ("scale muls", "scale_muls"),
-                   ("max-pool ops", "maxpool_ops")]
-        cols += [c for c in digital if getattr(self, c[1])]
-        cols += [("crossbar J", "crossbar_j"), ("total J", "joules")]
-        width = max([18] + [len(layer.name) + 2 for layer in self.layers])
-        head = f"{'layer':<{width}}" + "".join(f"{label:>14}" for label, _ in cols)
-        rows = [head, "-" * len(head)]
-        for layer in self.layers:
-            rows.append(f"{layer.name:<{width}}" + "".join(f"{getattr(layer, key):>14.4g}" for _, key in cols))
-        rows.append(f"{'total':<{width}}" + "".join(f"{getattr(self, key):>14.4g}" for _, key in cols))
-        rows.append(f"digital: SNN {self.digital_snn_j:.4g} J vs ANN {self.digital_ann_j:.4g} J "
-                    f"per sample ({self.samples} samples)")
-        return "\n".join(rows)
-
-    def __str__(self) -> str:
-        return self.table()
 
 
 class _Counter:

@@ -2,8 +2,8 @@
 
 :func:`program_devices` writes target conductances with device-to-device spread, programming
 noise, clipping and stuck-at faults (a fresh defect map, or a fixed one from
-:func:`draw_faults` / :func:`fix_faults`: the chip's map as a read-after-write test finds it).
-:func:`program_model` programs a whole model as one chip from one seed. Read noise, the ADC
+:func:`draw_faults` / :func:`xbar.chip.fix_faults`: the chip's map as a read-after-write test finds it).
+:func:`xbar.chip.program_model` programs a whole model as one chip from one seed. Read noise, the ADC
 and DAC act on every read (:mod:`xbar.periphery`, :meth:`xbar.CrossbarLinear.forward`).
 
 Drift follows the power law of phase-change and some resistive devices,
@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 
 def drift_factor(t_seconds: float, nu: float, t0_seconds: float) -> float:
@@ -55,27 +54,6 @@ def draw_nu(shape: torch.Size, nu: float, nu_sigma: float, generator: torch.Gene
             device: torch.device | str | None = None) -> torch.Tensor:
     """Per-device drift exponents ``max(nu + nu_sigma * N, 0)`` (a device does not grow)."""
     return (nu + nu_sigma * torch.randn(shape, generator=generator, device=device)).clamp_min(0.0)
-
-
-@torch.no_grad()
-def drift(model: nn.Module, t_seconds: float, compensate: bool = True) -> nn.Module:
-    """Let every crossbar layer of ``model`` drift to ``t_seconds`` after programming.
-
-    Args:
-        model: any module holding :class:`~xbar.CrossbarLinear` / :class:`~xbar.CrossbarConv2d`.
-        t_seconds: time since programming, seconds.
-        compensate: apply global drift compensation (one reference read per layer rescales
-            its output by ``sum(G0) / sum(G(t))``).
-
-    Returns:
-        ``model`` (modified in place). Re-programming a layer undoes its drift.
-    """
-    from .layers import CROSSBAR_TYPES
-
-    for m in model.modules():
-        if isinstance(m, CROSSBAR_TYPES):
-            m.drift(t_seconds, compensate=compensate)
-    return model
 
 
 def _normal(shape: torch.Size, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -136,49 +114,3 @@ def program_devices(g: torch.Tensor, g_min: float, g_max: float, programming_sig
         out = torch.where(faults[0].to(out.device), torch.full_like(out, g_min), out)
         out = torch.where(faults[1].to(out.device), torch.full_like(out, g_max), out)
     return torch.where(used, out, g)
-
-
-@torch.no_grad()
-def program_model(model: nn.Module, seed: int | None = 0) -> nn.Module:
-    """Program every crossbar layer of ``model`` as one chip: programming errors drawn from a
-    generator seeded with ``seed`` (layers in module order), and each layer's read noise from
-    its own generator seeded with ``seed + 1 + index``. Same seed, same chip and same reads.
-
-    Args:
-        model: any module holding crossbar layers.
-        seed: the chip's seed; None draws from the global generator (and global read noise).
-
-    Returns:
-        ``model``, re-programmed in place (any drift is undone).
-    """
-    from .layers import CROSSBAR_TYPES
-
-    gen = None if seed is None else torch.Generator().manual_seed(seed)
-    layers = [m for m in model.modules() if isinstance(m, CROSSBAR_TYPES)]
-    for i, m in enumerate(layers):
-        m.program(generator=gen)
-        m.read_generator = None if seed is None else torch.Generator(m.g_pos.device).manual_seed(seed + 1 + i)
-    return model
-
-
-@torch.no_grad()
-def fix_faults(model: nn.Module, seed: int | None = 0) -> nn.Module:
-    """Give every crossbar layer of ``model`` a fixed defect map drawn from its profile's
-    ``stuck_off`` / ``stuck_on`` fractions (generator seeded with ``seed``; layers in module
-    order). Later programming, training included, keeps these devices stuck: the chip's
-    faults, known to fault-aware finetuning. ``seed=None`` removes the maps (fresh draws at
-    every programming again).
-
-    Returns:
-        ``model``, its layers marked for re-programming.
-    """
-    from .layers import CROSSBAR_TYPES
-
-    gen = None if seed is None else torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, CROSSBAR_TYPES):
-            dev = m.profile
-            m.fault_map = None if seed is None else tuple(
-                draw_faults(m.weight.shape, dev.stuck_off, dev.stuck_on, gen) for _ in range(2))
-            m._profile_token += 1
-    return model

@@ -1,6 +1,6 @@
 """Crossbar periphery: DAC/ADC quantisation, tiling into fixed-size arrays, IR drop.
 
-Pure functions; :mod:`xbar.layers` applies them on every read and :func:`calibrate_periphery`
+Pure functions; :mod:`xbar.layers` applies them on every read and :func:`xbar.chip.calibrate_periphery`
 sets the converters' ranges from data.
 
 * **Tiling.** A layer's matrix (rows = inputs, columns = outputs; for a convolution the rows
@@ -199,73 +199,3 @@ class _Calibration:
         if not self.adc:
             return None, None
         return self._range(self.adc), float(self._range(self.dac).reshape(-1)[0])
-
-
-def _batches(data, max_batches: int | None):
-    if isinstance(data, torch.Tensor):
-        yield data
-        return
-    for i, batch in enumerate(data):
-        if max_batches is not None and i >= max_batches:
-            return
-        yield batch[0] if isinstance(batch, (tuple, list)) else batch
-
-
-@torch.no_grad()
-def calibrate_periphery(model: torch.nn.Module, data, method: str = "percentile", percentile: float = 99.99,
-                        max_batches: int | None = None, seed: int = 0) -> dict[str, tuple[torch.Tensor, float]]:
-    """Set the ADC (and DAC) ranges of every crossbar layer of ``model`` from data.
-
-    The model runs on ``data`` with ideal reads; each array's range becomes the largest
-    magnitude of its partial column outputs (``method="max"``) or the ``percentile`` of the
-    non-zero ones (``"percentile"``: clips rare outliers for a finer step). The DAC range is set
-    the same way from the row drives. Calibrate after conversion (an SNN's reads are its
-    per-step spike drives) and again after re-mapping to another device.
-
-    Args:
-        model: any module holding crossbar layers (an ANN or a :class:`~xbar.SpikingNetwork`).
-        data: a tensor of inputs, or an iterable of batches (``(x, y)`` tuples or tensors).
-        method: ``"max"`` or ``"percentile"``.
-        percentile: in (0, 100], for ``method="percentile"``.
-        max_batches: use at most this many batches of an iterable.
-        seed: seeds the subsampling of values for a percentile.
-
-    Returns:
-        ``{layer name: (adc_range [row tiles, column tiles] in weight units, dac_range)}``; the
-        same values are stored on the layers (``layer.adc_range``, ``layer.dac_range``).
-
-    Raises:
-        ValueError: naming ``method``, ``percentile`` or ``data`` when they are unusable.
-    """
-    from .layers import CROSSBAR_TYPES
-
-    if method not in ("max", "percentile"):
-        raise ValueError(f"method: must be 'max' or 'percentile', got {method!r}")
-    if isinstance(percentile, bool) or not (isinstance(percentile, (int, float)) and 0 < percentile <= 100):
-        raise ValueError(f"percentile: must be a number in (0, 100], got {percentile!r}")
-    layers = {name: m for name, m in model.named_modules() if isinstance(m, CROSSBAR_TYPES)}
-    gen = torch.Generator().manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    for m in layers.values():
-        m._calibration = _Calibration(method, float(percentile), gen)
-    seen = 0
-    try:
-        for xb in _batches(data, max_batches):
-            model(xb)
-            seen += 1
-    finally:
-        calib = {name: m._calibration for name, m in layers.items()}
-        for m in layers.values():
-            m._calibration = None
-        model.train(was_training)
-    if seen == 0:
-        raise ValueError("data: no batches to calibrate on")
-    out = {}
-    for name, m in layers.items():
-        adc, dac = calib[name].ranges()
-        if adc is None:
-            continue
-        m.adc_range, m.dac_range = adc, dac
-        out[name] = (adc, dac)
-    return out

@@ -122,3 +122,26 @@ def spiking_maxpool_step(layer: SpikingMaxPool, s: torch.Tensor, counts: torch.T
     new = layer.pool(counts)
     out = new if pooled is None else new - pooled
     return out, counts, new
+
+
+def _pair(v: int | tuple) -> tuple[int, int]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
+
+
+def fast_avg_pool2d(pool: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """``pool(x)`` for an ``nn.AvgPool2d`` whose windows tile the input exactly (stride = kernel,
+    no padding, sides divisible), as a sum of ``k_h * k_w`` strided slices in the window's
+    row-major order divided by the window size: the arithmetic of ``F.avg_pool2d``, several
+    times faster on the CPU. None when the pool is not of that kind."""
+    if type(pool) is not nn.AvgPool2d or x.dim() != 4 or pool.divisor_override is not None:
+        return None
+    kh, kw = _pair(pool.kernel_size)
+    sh, sw = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
+    if (sh, sw) != (kh, kw) or _pair(pool.padding) != (0, 0) or x.shape[-2] % kh or x.shape[-1] % kw:
+        return None
+    out = None
+    for dy in range(kh):
+        for dx in range(kw):
+            part = x[:, :, dy::kh, dx::kw]
+            out = part.clone() if out is None else out.add_(part)
+    return out.div_(kh * kw)

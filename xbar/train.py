@@ -247,8 +247,7 @@ def hardware_aware_finetune(model: nn.Module, device: Any, train_loader: Iterabl
     """
     from .convert import to_crossbar
     from .layers import CROSSBAR_TYPES, _resolve_profile
-    from .nonideal import fix_faults, program_model
-    from .periphery import calibrate_periphery
+    from .chip import calibrate_periphery, fix_faults, program_model
 
     check_int(epochs, "epochs", 0)
     check_number(lr, "lr", 0.0, low_open=True)
