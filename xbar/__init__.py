@@ -20,7 +20,7 @@ _LAZY = {
     "NORMS": "convert", "flatten_sequential": "convert", "to_crossbar": "convert", "to_snn": "convert",
     "ConstantEncoder": "encoding", "PoissonEncoder": "encoding",
     "EnergyMeter": "energy", "EnergyReport": "energy", "LayerEnergy": "energy",
-    "CrossbarConv2d": "layers", "CrossbarLinear": "layers",
+    "CrossbarConv1d": "layers", "CrossbarConv2d": "layers", "CrossbarLinear": "layers",
     "map_weights": "mapping", "snap": "mapping", "unmap": "mapping",
     "IFNeuron": "neurons", "if_scan": "neurons", "if_step": "neurons",
     "CurrentReadout": "snn", "SpikingNetwork": "snn",
@@ -46,7 +46,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConstantEncoder", "CrossbarConv2d", "CrossbarLinear", "CurrentReadout", "DeviceProfile",
+    "ConstantEncoder", "CrossbarConv1d", "CrossbarConv2d", "CrossbarLinear", "CurrentReadout", "DeviceProfile",
     "DeviceProfileError", "EnergyMeter", "EnergyReport", "IFNeuron", "LayerEnergy", "NORMS",
     "PoissonEncoder", "SpikingNetwork", "calibrate_periphery", "drift", "flatten_sequential",
     "fix_faults", "hardware_aware_finetune", "program_model", "if_scan", "if_step",

@@ -100,7 +100,10 @@ def _row_chunks(flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
 
 def _is_binary(flat: torch.Tensor) -> bool:
-    """Every entry is exactly 0 or 1 (``x * (x - 1) == 0`` holds for no other float)."""
+    """Every entry is exactly 0 or 1 (``x * (x - 1) == 0`` holds for no other float). The first
+    row is looked at alone first: analog input usually shows itself there."""
+    if flat.shape[0] > 1 and bool(torch.any(flat[0] * (flat[0] - 1.0))):
+        return False
     return not any(bool(torch.any(c * (c - 1.0))) for c in _row_chunks(flat))
 
 
@@ -109,8 +112,8 @@ def _analog_stats(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     nz = torch.zeros(flat.shape[1:], dtype=torch.float64, device=flat.device)
     sq = torch.zeros_like(nz)
     for c in _row_chunks(flat):
-        nz += (c != 0).sum(0)
-        sq += c.to(torch.float64).square().sum(0)
+        nz += torch.count_nonzero(c, 0)
+        sq += c.to(torch.float64).square_().sum(0)
     return nz, sq
 
 

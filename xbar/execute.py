@@ -325,7 +325,9 @@ def _call(module: nn.Module, h: torch.Tensor, currents: bool, binary: bool, obse
     try:
         flat = h.reshape(t * b, *h.shape[2:])
         y = fast_avg_pool2d(module, flat) if type(module) is nn.AvgPool2d and hook_free(module, observers) else None
-        if y is None:
+        if y is None and currents and not torch.is_grad_enabled() and type(module).currents is _CrossbarMixin.currents:
+            y = module(flat).mul_(module.current_scale())  # what module.currents(flat) computes, in place
+        elif y is None:
             y = module.currents(flat) if currents else module(flat)
     finally:
         for obs in observers if metered is not None else ():
@@ -345,6 +347,15 @@ def _run_neuron(stage: IFNeuron, h: torch.Tensor, observers: list[Any], compiled
     return spikes, True
 
 
+def _analog_count(h: torch.Tensor, known: bool) -> torch.Tensor | float:
+    """Entries of ``h`` other than 0 and 1 (each needs a multiply by a merge factor; a 1 adds
+    the factor itself): 0 when ``h`` is known to be spikes."""
+    if known:
+        return 0.0
+    with torch.no_grad():
+        return torch.count_nonzero(h * (h - 1.0)).to(torch.float64)
+
+
 def _digital(observers: list[Any], node: Node, field_name: str, count: Any) -> None:
     for obs in observers:
         obs.record_digital(node.name, field_name, count)
@@ -358,7 +369,7 @@ def _merge(node: Node, hs: list[torch.Tensor], known: list[bool], wiring: Wiring
         dim = dim + 1 if dim >= 0 else dim
         parts = [h if f == 1.0 else h * f for h, f in zip(hs, factors)]
         if observers:
-            muls = sum((_nonzero(h, k) for h, f, k in zip(hs, factors, known) if f != 1.0 and not k), 0.0)
+            muls = sum((_analog_count(h, k) for h, f, k in zip(hs, factors, known) if f != 1.0), 0.0)
             _digital(observers, node, "scale_muls", muls)
         return torch.cat(parts, dim)
     ref = wiring.reference.get(node.name, 0)
@@ -368,7 +379,7 @@ def _merge(node: Node, hs: list[torch.Tensor], known: list[bool], wiring: Wiring
             out = torch.add(out, h, alpha=f) if f != 1.0 else out + h
     if observers:
         adds = sum((_nonzero(h, k) for i, (h, k) in enumerate(zip(hs, known)) if i != ref), 0.0)
-        muls = sum((_nonzero(h, k) for h, f, k in zip(hs, factors, known) if f != 1.0 and not k), 0.0)
+        muls = sum((_analog_count(h, k) for h, f, k in zip(hs, factors, known) if f != 1.0), 0.0)
         _digital(observers, node, "merge_adds", adds)
         _digital(observers, node, "scale_muls", muls)
     return out
@@ -404,7 +415,7 @@ def _run_nodes(net: Any, nodes: list[Node], values: dict[str, torch.Tensor], kno
         elif node.op == "scale":
             mult = wiring.multiplier.get(node.name, 1.0)
             out, binary = (hs[0], ks[0]) if mult == 1.0 else (hs[0] * mult, False)
-            if mult != 1.0 and observers:
+            if mult != 1.0 and observers:  # a sign change of every non-zero value
                 _digital(observers, node, "scale_muls", _nonzero(hs[0], ks[0]))
         else:
             out, binary = _shape_op(node, hs[0]), ks[0] and node.op != "mean"

@@ -1,373 +1,29 @@
-"""Crossbar layers: ``nn.Linear`` / ``nn.Conv2d`` whose weights live on device conductances.
+"""Crossbar layers: ``nn.Linear`` / ``nn.Conv1d`` / ``nn.Conv2d`` whose weights live on device
+conductances.
 
-The float ``weight`` stays a real ``nn.Parameter`` (the trainable master copy, as in
-``torch.ao.nn.qat``). :meth:`program` maps it onto a differential pair of devices
-(``g_pos``, ``g_neg``, siemens, stored as buffers), and every read uses those conductances.
-The layer re-programs itself when the master weight changes (an optimiser step,
-``load_state_dict``, ``copy_``) or when its device profile is replaced. After editing
-``weight.data`` directly, call :meth:`program` yourself: such edits bypass the version counter
-that the layer watches.
+Each concrete type subclasses its torch layer and :class:`~xbar.crossbar._CrossbarMixin` (the
+array's state: programming, drift, periphery reads; see :mod:`xbar.crossbar`), and supplies
+the geometry: which inputs are the crossbar rows and how a row tile's share of the output is
+computed. A convolution is unrolled: its rows are the ``C_in/groups * prod(kernel_size)``
+taps of one output position, its columns the ``C_out`` output channels.
 
-Forward is in weight units (a drop-in for the torch layer, bias added digitally); with
-gradients enabled it is straight-through: the forward pass uses the programmed weight, the
-backward pass treats it as the master weight (hardware-aware training).
-:meth:`currents` gives the column currents in amperes for a row drive ``x`` (``x = 1`` means
-``V_read``).
+``_CrossbarMixin`` and ``_resolve_profile`` are re-exported here for the modules that import
+them from :mod:`xbar.layers`.
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .device import DeviceProfile, load_device, parse_device
-from .mapping import check_mapping, map_weights, unmap
-from .nonideal import draw_nu, drift_conductance, program_devices
-from .periphery import adc_quantize, dac_quantize, full_scale, ir_drop, tile_count
-from .validation import (check_finite, check_layer_input, check_layer_output, check_number, check_scale,
-                         check_states_fit, layer_label)
+from .crossbar import _CrossbarMixin as _CrossbarMixin
+from .crossbar import _resolve_profile as _resolve_profile
+from .device import DeviceProfile
 
-
-def _resolve_profile(profile: DeviceProfile | str | None) -> DeviceProfile:
-    if profile is None:
-        return load_device("ideal")
-    if isinstance(profile, DeviceProfile):
-        return profile
-    if isinstance(profile, str):
-        return load_device(profile)
-    raise TypeError(f"device: expected a DeviceProfile or a profile name/path, got {type(profile).__name__}")
-
-
-class _CrossbarMixin:
-    """State and programming logic shared by the crossbar layers."""
-
-    weight: nn.Parameter
-    bias: nn.Parameter | None
-    g_pos: torch.Tensor
-    g_neg: torch.Tensor
-    scale: torch.Tensor
-
-    def _init_crossbar(self, profile: DeviceProfile | str | None, mapping: str) -> None:
-        w = self.weight
-        self.register_buffer("g_pos", torch.zeros_like(w, requires_grad=False))
-        self.register_buffer("g_neg", torch.zeros_like(w, requires_grad=False))
-        self.register_buffer("scale", torch.ones((), dtype=w.dtype, device=w.device))
-        self.register_buffer("_w_eff", torch.zeros_like(w, requires_grad=False), persistent=False)
-        self._mapping = check_mapping(mapping)
-        self._profile = _resolve_profile(profile)
-        self._profile_token = 0
-        self._stamp: tuple | None = None
-        self._drift_t: float | None = None
-        self.drift_compensation = 1.0
-        self.read_generator: torch.Generator | None = None
-        self.adc_range: torch.Tensor | None = None
-        self.dac_range: float | None = None
-        self._full_scale = torch.zeros(1, 1)
-        self._calibration: Any = None
-        self._nu: tuple[torch.Tensor, torch.Tensor] | None = None  # per-device drift exponents
-        self.fault_map: tuple | None = None  # fixed ((off, on) for G+, (off, on) for G-), see xbar.fix_faults
-        self.program()
-
-    # -- device profile and mapping ------------------------------------------------------
-    @property
-    def profile(self) -> DeviceProfile:
-        """The device profile whose states hold this layer's weights."""
-        return self._profile
-
-    @profile.setter
-    def profile(self, value: DeviceProfile | str) -> None:
-        self._profile = _resolve_profile(value)
-        self._profile_token += 1
-
-    @property
-    def mapping(self) -> str:
-        """``"differential"`` or ``"clip"`` (see :mod:`xbar.mapping`)."""
-        return self._mapping
-
-    @mapping.setter
-    def mapping(self, value: str) -> None:
-        self._mapping = check_mapping(value)
-        self._profile_token += 1
-
-    # -- programming ----------------------------------------------------------------------
-    def _current_stamp(self) -> tuple:
-        return (self.weight._version, self.weight.data_ptr(), self._profile_token)
-
-    @property
-    def is_programmed(self) -> bool:
-        """True when the conductances reflect the current master weight and device."""
-        return self._stamp == self._current_stamp()
-
-    @torch.no_grad()
-    def program(self, generator: torch.Generator | None = None) -> "_CrossbarMixin":
-        """Map the master weight onto device conductances and store them.
-
-        The device profile's programming errors apply (device-to-device spread, programming
-        noise, clipping to the device range, stuck-at faults; see
-        :func:`xbar.nonideal.program_devices`). Read noise, the DAC/ADC and IR drop act on
-        every read (see :meth:`forward`).
-
-        Args:
-            generator: source of randomness for the programming errors (same seed, same
-                conductances); the global torch generator if None. Unused by ideal devices.
-
-        Returns:
-            self, with ``g_pos``, ``g_neg`` (siemens) and ``scale`` (siemens per weight unit)
-            set.
-
-        Raises:
-            ValueError: NaN or infinite ``weight`` / ``bias`` (the message names the layer), or
-                a ``device`` that cannot represent the layer in its dtype (states that collapse,
-                a scale that underflows).
-        """
-        dev = self._profile
-        w = self.weight.detach()
-        label = layer_label(self)  # type: ignore[arg-type]
-        check_finite(w, "weight", label)
-        if self.bias is not None:
-            check_finite(self.bias.detach(), "bias", label)
-        states = dev.state_tensor(dtype=w.dtype, device=w.device)
-        check_states_fit(states, w.dtype, dev.name)
-        g = map_weights(w, dev.g_min, dev.g_max, states, dev.on_off_ratio, self._mapping)
-        check_scale(g.scale, w, dev.g_min, dev.g_max, dev.name, label)
-        errors = (dev.g_min, dev.g_max, dev.programming_sigma, dev.d2d_sigma, dev.stuck_off, dev.stuck_on)
-        fmap = self.fault_map or (None, None)
-        self.g_pos.copy_(program_devices(g.g_pos, *errors, generator=generator, faults=fmap[0]))
-        self.g_neg.copy_(program_devices(g.g_neg, *errors, generator=generator, faults=fmap[1]))
-        self.scale.copy_(g.scale)
-        self._drift_t, self.drift_compensation = None, 1.0
-        self._nu = None
-        if dev.drift_nu_sigma > 0:  # each device its own exponent, drawn when it is programmed
-            self._nu = tuple(draw_nu(w.shape, dev.drift_nu, dev.drift_nu_sigma, generator, w.device).to(w.dtype)
-                             for _ in range(2))
-        self._refresh_effective()
-        self._set_full_scale()
-        self._stamp = self._current_stamp()
-        return self
-
-    @torch.no_grad()
-    def _set_full_scale(self) -> None:
-        """Uncalibrated ADC ranges from the programmed (undrifted) weight."""
-        dev = self._profile
-        w = unmap(self.g_pos, self.g_neg, self.scale)
-        self._full_scale = full_scale(self._rows_cols(w), dev.tile_rows, dev.tile_cols).cpu()
-        if self.adc_range is not None and self.adc_range.shape != self._full_scale.shape:
-            self.adc_range = None  # the tiling changed: the old calibration does not apply
-
-    def read_conductances(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(G+, G-)`` as read now, siemens: the programmed values, drifted if :meth:`drift` ran."""
-        if self._drift_t is None:
-            return self.g_pos, self.g_neg
-        dev = self._profile
-        nu_pos, nu_neg = self._nu if self._nu is not None else (dev.drift_nu, dev.drift_nu)
-        return (drift_conductance(self.g_pos, self._drift_t, nu_pos, dev.drift_t0),
-                drift_conductance(self.g_neg, self._drift_t, nu_neg, dev.drift_t0))
-
-    @torch.no_grad()
-    def drift(self, t_seconds: float, compensate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Read the devices ``t_seconds`` after programming: ``G(t) = G0 (t / t0)^-nu``.
-
-        Args:
-            t_seconds: time since programming, seconds (``nu``, ``t0`` from the device profile).
-            compensate: global drift compensation: rescale this array's output by
-                ``sum(G0) / sum(G(t))``, measured by one reference read.
-
-        Returns:
-            The drifted ``(G+, G-)``, siemens. Later reads use them until :meth:`program`.
-        """
-        t_seconds = check_number(t_seconds, "t_seconds", 0.0)
-        self._ensure_programmed()
-        self._drift_t = t_seconds
-        g_pos, g_neg = self.read_conductances()
-        self.drift_compensation = 1.0
-        if compensate:
-            now = float((g_pos + g_neg).sum())
-            self.drift_compensation = float((self.g_pos + self.g_neg).sum()) / now if now > 0 else 1.0
-        self._refresh_effective()
-        self._stamp = self._current_stamp()
-        return g_pos, g_neg
-
-    @torch.no_grad()
-    def _refresh_effective(self) -> None:
-        g_pos, g_neg = self.read_conductances()
-        dev = self._profile
-        if dev.wire_ohm > 0:
-            g_pos, g_neg = (self._from_rows_cols(ir_drop(self._rows_cols(g), dev.wire_ohm, dev.tile_rows,
-                                                         dev.tile_cols)) for g in (g_pos, g_neg))
-        self._w_eff.copy_(unmap(g_pos, g_neg, self.scale) * self.drift_compensation)
-
-    # -- periphery ---------------------------------------------------------------------------
-    def _rows_cols(self, w: torch.Tensor) -> torch.Tensor:
-        """A weight-shaped tensor as the crossbar matrix ``[rows, cols]`` (rows = inputs)."""
-        return w.reshape(w.shape[0], -1).t()
-
-    def _from_rows_cols(self, g: torch.Tensor) -> torch.Tensor:
-        return g.t().reshape(self.weight.shape)
-
-    @property
-    def tiles(self) -> tuple[int, int]:
-        """Number of arrays ``(row tiles, column tiles)`` this layer occupies."""
-        rows, cols = self._rows_cols(self.weight).shape
-        return (tile_count(rows, self._profile.tile_rows), tile_count(cols, self._profile.tile_cols))
-
-    @property
-    def affine_readout(self) -> bool:
-        """True when a read is exactly ``x @ W_eff.T`` (no read noise, DAC or ADC): a network
-        may then batch, reorder or average reads freely."""
-        dev = self._profile
-        return (dev.read_sigma == 0 and dev.adc_bits is None and dev.dac_bits is None
-                and self._calibration is None)
-
-    def adc_full_scale(self) -> torch.Tensor:
-        """ADC range of every array ``[row tiles, column tiles]``, weight units: the calibrated
-        :attr:`adc_range` (see :func:`xbar.calibrate_periphery`), else the largest output an
-        array can produce with every row driven at 1. Drift compensation rescales it."""
-        self._ensure_programmed()
-        fs = self._full_scale if self.adc_range is None else self.adc_range
-        return fs * self.drift_compensation
-
-    def _per_column(self, fs: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        """Array ranges ``[n_rt, n_ct]`` as one range per (row tile, output column), shaped to
-        broadcast against the tile partials."""
-        tc = self._profile.tile_cols or self._rows_cols(self.weight).shape[1]
-        cols = fs.to(like).repeat_interleave(tc, dim=1)[:, : self.weight.shape[0]]
-        return cols.view(*cols.shape, *([1] * (like.dim() - self._tile_dim % like.dim() - 2)))
-
-    def _hardware_read(self, x: torch.Tensor) -> torch.Tensor:
-        """One read through the periphery (DAC, tiles, read noise, ADC), weight units, no bias."""
-        dev, w = self._profile, self._w_eff
-        if self._calibration is not None:
-            self._calibration.record(self, x, self._tile_partials(x, w) / self.drift_compensation)
-            return self._matmul(x, w)
-        if dev.dac_bits is not None:
-            x = dac_quantize(x, dev.dac_bits, self.dac_range, self._sample_dims(x))
-        tiled = dev.adc_bits is not None
-        parts = self._tile_partials(x, w) if tiled else self._matmul(x, w)
-        if dev.read_sigma > 0:  # per device and read: one Gaussian per column with the summed variance
-            used = (self.g_pos > 0).to(w.dtype) + (self.g_neg > 0).to(w.dtype)
-            var = self._tile_partials(x * x, used) if tiled else self._matmul(x * x, used)
-            std = var.clamp_min(0).sqrt() * (dev.read_sigma * dev.g_max * self.drift_compensation / self.scale)
-            parts = parts + std * torch.randn(parts.shape, generator=self.read_generator, dtype=parts.dtype,
-                                              device=parts.device)
-        if not tiled:
-            return parts
-        parts = adc_quantize(parts, dev.adc_bits, self._per_column(self.adc_full_scale(), parts))
-        return parts.sum(self._tile_dim)
-
-    def _ensure_programmed(self) -> None:
-        if self._stamp != self._current_stamp():
-            self.program()
-
-    def effective_weight(self) -> torch.Tensor:
-        """The weight the devices hold, ``(g_pos - g_neg) / scale``, in weight units."""
-        self._ensure_programmed()
-        return self._w_eff.clone()
-
-    def _read_weight(self) -> torch.Tensor:
-        """Programmed weight for a read; straight-through to the master weight under autograd."""
-        self._ensure_programmed()
-        if torch.is_grad_enabled() and self.weight.requires_grad:
-            return self.weight + (self._w_eff - self.weight).detach()
-        return self._w_eff
-
-    def current_scale(self) -> torch.Tensor:
-        """Amperes per weight unit of output: ``scale * V_read`` (0-dim tensor)."""
-        self._ensure_programmed()
-        return self.scale * self._profile.read_voltage
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Read the crossbar; output in weight units, bias added digitally.
-
-        With the profile's periphery (:mod:`xbar.periphery`): the DAC quantises ``x``; read
-        noise (``read_sigma * g_max`` per device, fresh at every read, drawn from
-        :attr:`read_generator`) adds to each column; with an ADC, every array of
-        ``tile_rows x tile_cols`` converts its own partial column outputs and the partial sums
-        are added digitally. Under autograd the backward pass is that of the ideal read
-        (straight through). The concrete layer supplies ``_matmul`` (the torch op),
-        ``_tile_partials`` and ``_bias_view``.
-
-        Raises:
-            TypeError / ValueError: naming ``x`` for a non-float tensor, a dtype, shape or
-                torch device the layer cannot read, or NaN / infinite values
-                (:mod:`xbar.validation`).
-        """
-        check_layer_input(self, x)  # type: ignore[arg-type]
-        w = self._read_weight()
-        if self.affine_readout:
-            out = self._matmul(x, w)
-        else:
-            with torch.no_grad():
-                hw = self._hardware_read(x.detach())
-            out = hw
-            if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad):
-                ideal = self._matmul(x, w)  # straight through: the backward pass of an ideal read
-                out = ideal + (hw - ideal).detach()
-        out = out if self.bias is None else out + self._bias_view(out)
-        check_layer_output(self, x, out)  # type: ignore[arg-type]
-        return out
-
-    def currents(self, x: torch.Tensor) -> torch.Tensor:
-        """Column currents in amperes for row drive ``x`` (``x = 1`` is ``V_read`` on a row).
-
-        ``I_j = V_read * sum_i x_i (G+_ij - G-_ij)``; a bias becomes a digital current
-        ``bias * scale * V_read``.
-        """
-        return self(x) * self.current_scale()
-
-    # -- torch plumbing ----------------------------------------------------------------------
-    def __deepcopy__(self, memo: dict) -> Any:
-        """A copy that stays programmed: same conductances, no fresh programming noise."""
-        fresh = getattr(self, "_stamp", None) is not None and self.is_programmed
-        new = self.__class__.__new__(self.__class__)
-        memo[id(self)] = new
-        new.__setstate__(copy.deepcopy(self.__dict__, memo))
-        if fresh:
-            new._stamp = new._current_stamp()
-        return new
-
-    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        fresh = getattr(self, "_stamp", None) is not None and self.is_programmed
-        out = super()._apply(fn, *args, **kwargs)  # type: ignore[misc]
-        if getattr(self, "_nu", None) is not None:
-            self._nu = tuple(fn(t) for t in self._nu)
-        if fresh:
-            self._stamp = self._current_stamp()
-        return out
-
-    def get_extra_state(self) -> dict:
-        """Device profile, mapping and drift state, so a ``state_dict`` round trip restores them."""
-        return {"device": self._profile.to_dict(), "mapping": self._mapping, "drift_t": self._drift_t,
-                "drift_compensation": self.drift_compensation,
-                "adc_range": None if self.adc_range is None else self.adc_range.tolist(),
-                "dac_range": self.dac_range, "nu": self._nu}
-
-    def set_extra_state(self, state: dict) -> None:
-        """Restore the device profile and mapping saved by :meth:`get_extra_state`."""
-        self._profile = parse_device(state["device"], path="<state_dict>")
-        self._mapping = check_mapping(state["mapping"])
-        self._drift_t = state.get("drift_t")
-        self.drift_compensation = float(state.get("drift_compensation", 1.0))
-        adc = state.get("adc_range")
-        self.adc_range = None if adc is None else torch.tensor(adc, dtype=torch.float64)
-        self.dac_range = state.get("dac_range")
-        self._nu = state.get("nu")
-        self._profile_token += 1
-
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
-                              unexpected_keys, error_msgs):  # noqa: D401 - torch hook
-        super()._load_from_state_dict(  # type: ignore[misc]
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
-        if prefix + "g_pos" in state_dict and prefix + "g_neg" in state_dict:
-            self._refresh_effective()
-            self._set_full_scale()
-            self._stamp = self._current_stamp()
-
-    def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, device={self._profile.name!r}, mapping={self._mapping!r}"  # type: ignore[misc]
+__all__ = ["CROSSBAR_TYPES", "CrossbarConv1d", "CrossbarConv2d", "CrossbarLinear"]
 
 
 class CrossbarLinear(_CrossbarMixin, nn.Linear):
@@ -413,70 +69,105 @@ class CrossbarLinear(_CrossbarMixin, nn.Linear):
     @classmethod
     def from_linear(cls, linear: nn.Linear, profile: DeviceProfile | str | None = None,
                     mapping: str = "differential") -> "CrossbarLinear":
-        """Build a crossbar layer holding a copy of ``linear``'s weight and bias, programmed."""
+        """Build a crossbar layer holding a copy of ``linear``'s weight and bias, programmed.
+
+        Args:
+            linear: any ``nn.Linear`` (subclasses and crossbar layers included: their master
+                weight is copied).
+            profile: device profile, shipped profile name or YAML path (default ``"ideal"``).
+            mapping: ``"differential"`` (default) or ``"clip"``.
+
+        Returns:
+            A programmed :class:`CrossbarLinear` on ``linear``'s torch device and dtype.
+
+        Raises:
+            TypeError: ``linear`` is not an ``nn.Linear``.
+        """
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"linear: expected nn.Linear, got {type(linear).__name__}")
         w = linear.weight
         layer = cls(linear.in_features, linear.out_features, bias=linear.bias is not None,
                     profile=profile, mapping=mapping, device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            layer.weight.copy_(w)
-            if linear.bias is not None:
-                layer.bias.copy_(linear.bias)
-        layer.weight.requires_grad_(w.requires_grad)
-        return layer.program()
+        return _copy_parameters(linear, layer)
 
     def to_linear(self, effective: bool = False) -> nn.Linear:
         """Plain ``nn.Linear`` with the master weight, or the programmed one if ``effective``."""
         w = self.weight
         out = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None,
                         device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            out.weight.copy_(self.effective_weight() if effective else w)
-            if self.bias is not None:
-                out.bias.copy_(self.bias)
-        return out
+        return _export_parameters(self, out, effective)
 
 
-class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
-    """``nn.Conv2d`` on a crossbar (unrolled: rows are ``C_in/groups * kh * kw`` patch taps).
+def _copy_parameters(src: nn.Module, layer: Any) -> Any:
+    """Copy ``src``'s weight (and bias) into the crossbar ``layer``, keep ``requires_grad``,
+    and program it."""
+    w = src.weight
+    with torch.no_grad():
+        layer.weight.copy_(w)
+        if src.bias is not None:
+            layer.bias.copy_(src.bias)
+    layer.weight.requires_grad_(w.requires_grad)
+    return layer.program()
 
-    Args:
-        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-        padding_mode: as ``nn.Conv2d``.
-        profile: a :class:`DeviceProfile`, a shipped profile name, or a YAML path.
-        mapping: ``"differential"`` (default) or ``"clip"``.
 
-    Shape:
-        input ``[B, C_in, H, W]``; output ``[B, C_out, H', W']`` (weight units).
+def _export_parameters(layer: Any, out: Any, effective: bool) -> Any:
+    """Copy the crossbar ``layer``'s master weight (or its programmed weight, if ``effective``)
+    and bias into the plain torch layer ``out``; return ``out``."""
+    with torch.no_grad():
+        out.weight.copy_(layer.effective_weight() if effective else layer.weight)
+        if layer.bias is not None:
+            out.bias.copy_(layer.bias)
+    return out
+
+
+class _CrossbarConv(_CrossbarMixin):
+    """What the crossbar convolutions share, for any number ``n`` of spatial dimensions.
+
+    The rows are the ``C_in/groups * prod(kernel_size)`` taps of the flattened kernel; a row
+    tile holds ``tile_rows`` consecutive taps. Tile partials are ``[B, row tiles, C_out,
+    *spatial_out]``. The concrete class names its torch layer in ``_torch_conv``.
     """
+
+    _tile_dim = 1
+    _torch_conv: type
+    in_channels: int
+    out_channels: int
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: str | tuple[int, ...]
+    dilation: tuple[int, ...]
+    groups: int
+    padding_mode: str
+    _conv_forward: Callable[..., torch.Tensor]
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, groups: int = 1, bias: bool = True,
                  padding_mode: str = "zeros", profile: DeviceProfile | str | None = None,
                  mapping: str = "differential", device: Any = None,
                  dtype: torch.dtype | None = None) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
-                         dilation=dilation, groups=groups, bias=bias, padding_mode=padding_mode,
-                         device=device, dtype=dtype)
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride,  # type: ignore[call-arg]
+                         padding=padding, dilation=dilation, groups=groups, bias=bias,
+                         padding_mode=padding_mode, device=device, dtype=dtype)
         self._init_crossbar(profile, mapping)
 
-    _tile_dim = 1
+    @property
+    def _spatial(self) -> int:
+        return len(self.kernel_size)
 
     def _matmul(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, w, None)
 
     def _sample_dims(self, x: torch.Tensor) -> tuple[int, ...]:
-        return (-3, -2, -1)
+        return tuple(range(-self._spatial - 1, 0))
 
     def _hardware_read(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 3:  # one unbatched image reads like a batch of one
+        if x.dim() == self._spatial + 1:  # one unbatched sample reads like a batch of one
             return super()._hardware_read(x.unsqueeze(0)).squeeze(0)
         return super()._hardware_read(x)
 
     def _tile_partials(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        """Each row tile's share of the convolution: ``[B, row tiles, C_out, H', W']`` (a row
-        tile holds ``tile_rows`` consecutive taps of the flattened ``C_in/groups * kh * kw``)."""
+        """Each row tile's share of the convolution: ``[B, row tiles, C_out, *spatial_out]``
+        (a row tile holds ``tile_rows`` consecutive taps of the flattened kernel)."""
         rows = w[0].numel()
         tr = self._profile.tile_rows or rows
         tap = torch.arange(rows, device=w.device).view(w.shape[1:])
@@ -484,38 +175,108 @@ class CrossbarConv2d(_CrossbarMixin, nn.Conv2d):
                             for t in range(self.tiles[0])], dim=1)
 
     def _bias_view(self, out: torch.Tensor) -> torch.Tensor:
-        return self.bias.view(-1, 1, 1)
+        return self.bias.view(-1, *([1] * self._spatial))
 
     @classmethod
-    def from_conv2d(cls, conv: nn.Conv2d, profile: DeviceProfile | str | None = None,
-                    mapping: str = "differential") -> "CrossbarConv2d":
-        """Build a crossbar layer holding a copy of ``conv``'s weight and bias, programmed."""
-        if not isinstance(conv, nn.Conv2d):
-            raise TypeError(f"conv: expected nn.Conv2d, got {type(conv).__name__}")
+    def _from_conv(cls, conv: nn.Module, profile: DeviceProfile | str | None, mapping: str) -> Any:
+        if not isinstance(conv, cls._torch_conv):
+            raise TypeError(f"conv: expected nn.{cls._torch_conv.__name__}, got {type(conv).__name__}")
         w = conv.weight
         layer = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
                     padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
                     bias=conv.bias is not None, padding_mode=conv.padding_mode, profile=profile,
                     mapping=mapping, device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            layer.weight.copy_(w)
-            if conv.bias is not None:
-                layer.bias.copy_(conv.bias)
-        layer.weight.requires_grad_(w.requires_grad)
-        return layer.program()
+        return _copy_parameters(conv, layer)
+
+    def _to_conv(self, effective: bool) -> Any:
+        w = self.weight
+        out = self._torch_conv(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
+                               padding=self.padding, dilation=self.dilation, groups=self.groups,
+                               bias=self.bias is not None, padding_mode=self.padding_mode,
+                               device=w.device, dtype=w.dtype)
+        return _export_parameters(self, out, effective)
+
+
+class CrossbarConv1d(_CrossbarConv, nn.Conv1d):
+    """``nn.Conv1d`` on a crossbar (unrolled: rows are the ``C_in/groups * k`` kernel taps).
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+        padding_mode: as ``nn.Conv1d``.
+        profile: a :class:`DeviceProfile`, a shipped profile name, or a YAML path
+            (default ``"ideal"``).
+        mapping: ``"differential"`` (default) or ``"clip"``.
+        device, dtype: torch placement, as ``nn.Conv1d``.
+
+    Shape:
+        input ``[B, C_in, L]`` or ``[C_in, L]``; output ``[B, C_out, L']`` or ``[C_out, L']``
+        (weight units; amperes from :meth:`currents`).
+    """
+
+    _torch_conv = nn.Conv1d
+
+    @classmethod
+    def from_conv1d(cls, conv: nn.Conv1d, profile: DeviceProfile | str | None = None,
+                    mapping: str = "differential") -> "CrossbarConv1d":
+        """Build a crossbar layer holding a copy of ``conv``'s weight and bias, programmed.
+
+        Args:
+            conv: any ``nn.Conv1d`` (subclasses and crossbar layers included).
+            profile: device profile, shipped profile name or YAML path (default ``"ideal"``).
+            mapping: ``"differential"`` (default) or ``"clip"``.
+
+        Returns:
+            A programmed :class:`CrossbarConv1d` on ``conv``'s torch device and dtype.
+
+        Raises:
+            TypeError: ``conv`` is not an ``nn.Conv1d``.
+        """
+        return cls._from_conv(conv, profile, mapping)
+
+    def to_conv1d(self, effective: bool = False) -> nn.Conv1d:
+        """Plain ``nn.Conv1d`` with the master weight, or the programmed one if ``effective``."""
+        return self._to_conv(effective)
+
+
+class CrossbarConv2d(_CrossbarConv, nn.Conv2d):
+    """``nn.Conv2d`` on a crossbar (unrolled: rows are ``C_in/groups * kh * kw`` patch taps).
+
+    Args:
+        in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+        padding_mode: as ``nn.Conv2d``.
+        profile: a :class:`DeviceProfile`, a shipped profile name, or a YAML path
+            (default ``"ideal"``).
+        mapping: ``"differential"`` (default) or ``"clip"``.
+        device, dtype: torch placement, as ``nn.Conv2d``.
+
+    Shape:
+        input ``[B, C_in, H, W]`` or ``[C_in, H, W]``; output ``[B, C_out, H', W']`` or
+        ``[C_out, H', W']`` (weight units; amperes from :meth:`currents`).
+    """
+
+    _torch_conv = nn.Conv2d
+
+    @classmethod
+    def from_conv2d(cls, conv: nn.Conv2d, profile: DeviceProfile | str | None = None,
+                    mapping: str = "differential") -> "CrossbarConv2d":
+        """Build a crossbar layer holding a copy of ``conv``'s weight and bias, programmed.
+
+        Args:
+            conv: any ``nn.Conv2d`` (subclasses and crossbar layers included).
+            profile: device profile, shipped profile name or YAML path (default ``"ideal"``).
+            mapping: ``"differential"`` (default) or ``"clip"``.
+
+        Returns:
+            A programmed :class:`CrossbarConv2d` on ``conv``'s torch device and dtype.
+
+        Raises:
+            TypeError: ``conv`` is not an ``nn.Conv2d``.
+        """
+        return cls._from_conv(conv, profile, mapping)
 
     def to_conv2d(self, effective: bool = False) -> nn.Conv2d:
         """Plain ``nn.Conv2d`` with the master weight, or the programmed one if ``effective``."""
-        w = self.weight
-        out = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
-                        padding=self.padding, dilation=self.dilation, groups=self.groups,
-                        bias=self.bias is not None, padding_mode=self.padding_mode,
-                        device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            out.weight.copy_(self.effective_weight() if effective else w)
-            if self.bias is not None:
-                out.bias.copy_(self.bias)
-        return out
+        return self._to_conv(effective)
 
 
-CROSSBAR_TYPES = (CrossbarLinear, CrossbarConv2d)
+CROSSBAR_TYPES = (CrossbarLinear, CrossbarConv1d, CrossbarConv2d)

@@ -25,10 +25,10 @@ The merge takes one input as its reference (the first crossbar current, else the
 and multiplies each other input by ``factor = (its gain / its amperes per unit) / (the
 reference's)``: a spike of a shortcut is added as a current pulse of ``factor`` amperes. This is
 digital work at the merge, counted by the energy meter: one add per non-zero element of every
-input but the reference (``merge_adds``), and one multiply per non-zero element of every input
-with a factor that is not a spike train (``scale_muls``; spikes need none: a spike adds the
-constant). The output is multiplied by its gain (``output_scale``), so that ``snn(images)``
-approximates ``ann(images)`` in the ANN's units.
+input but the reference (``merge_adds``), and one multiply per element other than 0 and 1 of
+every input whose factor is not 1 (``scale_muls``; a spike adds the factor itself). The output
+is multiplied by its gain (``output_scale``), so that ``snn(images)`` approximates
+``ann(images)`` in the ANN's units.
 """
 
 from __future__ import annotations

@@ -160,20 +160,23 @@ def check_finite(x: torch.Tensor, name: str, where: str = "") -> None:
 
 
 def layer_label(layer: nn.Module) -> str:
-    """Short description of a synaptic layer: ``CrossbarLinear(784 -> 100)``."""
+    """Short description of a synaptic layer: ``CrossbarLinear(784 -> 100)``,
+    ``Conv1d(2 -> 4, kernel (3,))``."""
     kind = type(layer).__name__
     if isinstance(layer, nn.Linear):
         return f"{kind}({layer.in_features} -> {layer.out_features})"
-    if isinstance(layer, nn.Conv2d):
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
         return f"{kind}({layer.in_channels} -> {layer.out_channels}, kernel {tuple(layer.kernel_size)})"
     return kind
 
 
 def check_layer_input(layer: nn.Module, x: Any, name: str = "x") -> None:
-    """Shape, dtype and device of a Linear / Conv2d (crossbar or float) layer's input.
+    """Shape, dtype and device of a Linear / Conv1d / Conv2d (crossbar or float) layer's input.
 
     Args:
-        layer: an ``nn.Linear`` or ``nn.Conv2d`` (crossbar layers included).
+        layer: an ``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d`` (crossbar layers included):
+            Linear reads ``[..., in_features]``, Conv1d ``[B, C_in, L]`` or ``[C_in, L]``,
+            Conv2d ``[B, C_in, H, W]`` or ``[C_in, H, W]``.
         x: the input about to be read.
         name: the argument name in messages.
 
@@ -184,10 +187,12 @@ def check_layer_input(layer: nn.Module, x: Any, name: str = "x") -> None:
     check_float_tensor(x, name)
     w = layer.weight
     label = layer_label(layer)
-    if isinstance(layer, nn.Conv2d):
-        if x.dim() not in (3, 4) or x.shape[-3] != layer.in_channels:
-            raise ValueError(f"{name}: expected [B, {layer.in_channels}, H, W] or [{layer.in_channels}, H, W] "
-                             f"(in_channels={layer.in_channels}) for {label}, got shape {shape_str(x.shape)}")
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        n, c = len(layer.kernel_size), layer.in_channels
+        spatial = _SPATIAL[n]
+        if x.dim() not in (n + 1, n + 2) or x.shape[-n - 1] != c:
+            raise ValueError(f"{name}: expected [B, {c}, {spatial}] or [{c}, {spatial}] (in_channels={c}) "
+                             f"for {label}, got shape {shape_str(x.shape)}")
         _check_conv_size(layer, x, name, label)
     elif isinstance(layer, nn.Linear):
         if x.dim() < 1 or x.shape[-1] != layer.in_features:
@@ -200,19 +205,25 @@ def check_layer_input(layer: nn.Module, x: Any, name: str = "x") -> None:
         raise ValueError(f"{name}: on {x.device}, but {label} is on {w.device}")
 
 
-def _check_conv_size(conv: nn.Conv2d, x: torch.Tensor, name: str, label: str) -> None:
+_SPATIAL = {1: "L", 2: "H, W"}  # the spatial dimensions of a Conv1d / Conv2d input, as messages name them
+
+
+def _check_conv_size(conv: nn.Conv1d | nn.Conv2d, x: torch.Tensor, name: str, label: str) -> None:
+    """The input's spatial size (``L``, or ``H, W``) covers the dilated kernel after padding."""
+    n = len(conv.kernel_size)
     if isinstance(conv.padding, str):
         if conv.padding == "same":
             return
-        pad: tuple[int, ...] = (0, 0)
+        pad: tuple[int, ...] = (0,) * n
     else:
         pad = tuple(conv.padding)
-    hw = tuple(x.shape[-2:])
-    for i in range(2):
+    hw = tuple(x.shape[-n:])
+    axes = _SPATIAL[n].split(", ")
+    for i in range(n):
         reach = conv.dilation[i] * (conv.kernel_size[i] - 1) + 1
         if hw[i] + 2 * pad[i] < reach:
             raise ValueError(f"{name}: spatial size {hw} is smaller than the kernel of {label} "
-                             f"(needs at least {reach - 2 * pad[i]} along dim {i} with padding {pad})")
+                             f"(needs at least {reach - 2 * pad[i]} along {axes[i]} with padding {pad})")
 
 
 def check_layer_output(layer: nn.Module, x: torch.Tensor, out: torch.Tensor, name: str = "x") -> None:
@@ -287,7 +298,7 @@ def check_scale(scale: torch.Tensor, weight: torch.Tensor, g_min: float, g_max: 
 
 
 def first_synaptic(stages: Iterable[nn.Module]) -> tuple[nn.Module | None, bool]:
-    """The first Linear / Conv2d reached through Flatten / IF / Identity / Dropout stages.
+    """The first Linear / Conv1d / Conv2d reached through Flatten / IF / Identity / Dropout stages.
 
     Returns:
         ``(layer, flattened)``: the layer (unwrapped from a ``CurrentReadout``) or None when
@@ -296,7 +307,7 @@ def first_synaptic(stages: Iterable[nn.Module]) -> tuple[nn.Module | None, bool]
     flattened = False
     for stage in stages:
         inner = getattr(stage, "layer", stage)
-        if isinstance(inner, (nn.Linear, nn.Conv2d)):
+        if isinstance(inner, (nn.Linear, nn.Conv1d, nn.Conv2d)):
             return inner, flattened
         if isinstance(stage, nn.Flatten) and stage.start_dim == 1 and stage.end_dim == -1:
             flattened = True
@@ -328,9 +339,10 @@ def check_network_input(stages: Iterable[nn.Module], x: Any, name: str, leading:
         raise ValueError(f"{name}: the batch is empty (shape {shape_str(x.shape)}); give at least one sample")
     layer, flattened = first_synaptic(stages)
     sample = tuple(x.shape[leading:])
-    if isinstance(layer, nn.Conv2d):
-        if len(sample) != 3 or sample[0] != layer.in_channels:
-            raise ValueError(f"{name}: expected {lead}{layer.in_channels}, H, W] for the first layer "
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        n = len(layer.kernel_size)
+        if len(sample) != n + 1 or sample[0] != layer.in_channels:
+            raise ValueError(f"{name}: expected {lead}{layer.in_channels}, {_SPATIAL[n]}] for the first layer "
                              f"{layer_label(layer)}, got shape {shape_str(x.shape)}")
     elif isinstance(layer, nn.Linear):
         n = math.prod(sample) if flattened else sample[-1]

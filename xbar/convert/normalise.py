@@ -104,6 +104,14 @@ def scope_of(node: fx.Node) -> str:
     return path
 
 
+def op_base(node: fx.Node) -> str:
+    """The name of the op a node came from, without fx's numeric suffix (``relu_3`` -> ``relu``)."""
+    import re
+
+    name = node.meta.get("xbar_name") or node.name
+    return re.sub(r"_\d+$", "", name)
+
+
 def unique_path(gm: fx.GraphModule, scope: str, base: str) -> str:
     """A free submodule path ``scope.base`` (``_1``, ``_2``, ... appended when taken)."""
     taken = {n for n, _ in gm.named_modules()}
@@ -162,6 +170,7 @@ class _Rewriter:
                 new = fn()
         if new is not None:
             new.meta = dict(node.meta)
+            new.meta["xbar_name"] = op_base(node)
         node.replace_all_uses_with(new if new is not None else node.args[0])
         self.graph.erase_node(node)
 
@@ -222,7 +231,7 @@ class _Rewriter:
             self.ints.add(node)
             return
         if (method and t in ("relu", "relu_")) or (not method and t in _RELU_FN) or self._is_clamp_relu(node):
-            self.replace(node, lambda: self.module_node(node, nn.ReLU(), "relu", a[0]))
+            self.replace(node, lambda: self.module_node(node, nn.ReLU(), op_base(node), a[0]))
         elif (method and t in _DROP_METHODS) or (not method and t in _DROP_FN):
             self.replace(node, None)
         elif (method and t in ("softmax", "log_softmax")) or (not method and t in _SOFTMAX_FN):
@@ -237,7 +246,7 @@ class _Rewriter:
             if kw.get("return_indices"):
                 raise _fail(node, "a max-pool that returns indices")
             kw.pop("return_indices", None)
-            self.replace(node, lambda: self.module_node(node, cls(**kw), cls.__name__.lower(), a[0]))
+            self.replace(node, lambda: self.module_node(node, cls(**kw), op_base(node), a[0]))
         elif not method and t in _SYN_FN:
             self.synaptic(node, _SYN_FN[t])
         elif (method and t in ("add", "add_", "sub", "sub_")) or (not method and t in _ADD_FN | _SUB_FN):
@@ -277,7 +286,7 @@ class _Rewriter:
         start, end = kw.get("start_dim", 0), kw.get("end_dim", -1)
         if start == 0:
             raise _fail(node, f"{_op_name(node, self.gm)} from dimension 0 (it flattens the batch)")
-        self.replace(node, lambda: self.module_node(node, nn.Flatten(start, end), "flatten", node.args[0]))
+        self.replace(node, lambda: self.module_node(node, nn.Flatten(start, end), op_base(node), node.args[0]))
 
     def reshape(self, node: fx.Node) -> None:
         t = node.target
@@ -286,7 +295,7 @@ class _Rewriter:
             if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
                 dims = tuple(dims[0])
             if len(dims) == 2 and dims[1] == -1 and self._is_batch(dims[0]):
-                self.replace(node, lambda: self.module_node(node, nn.Flatten(), "flatten", node.args[0]))
+                self.replace(node, lambda: self.module_node(node, nn.Flatten(), op_base(node), node.args[0]))
                 return
         shapes = self.shapes(node)
         if node.name not in shapes or node.args[0].name not in shapes:

@@ -28,7 +28,7 @@ from ..pooling import SpikingMaxPool
 from ..snn import SpikingNetwork, integrated_nodes
 from . import ops
 from .capture import ConversionError, source_of
-from .normalise import POOLS, SYNAPTIC
+from .normalise import POOLS, SYNAPTIC, op_base
 
 __all__ = ["build", "set_neuron"]
 
@@ -122,7 +122,7 @@ def build(gm: fx.GraphModule, timesteps: int, encoder: Any, reset: str, surrogat
             args = {"dims": tuple(int(d) for d in n.args[1])}
         else:
             args = {"dims": tuple(int(d) for d in n.args[1]), "keepdim": bool(n.args[2] if len(n.args) > 2 else False)}
-        base = f"{_scope(n)}.{n.name}" if _scope(n) else n.name
+        base = f"{_scope(n)}.{op_base(n)}" if _scope(n) else op_base(n)
         name[n] = unique(base)
         nodes.append(Node(name[n], op, ins, args=args, source=src))
     graph = Graph(nodes)
