@@ -25,7 +25,7 @@ from torch import nn
 
 from . import __version__
 from .encoding import ConstantEncoder, PoissonEncoder
-from .layers import CrossbarConv2d, CrossbarLinear
+from .layers import CrossbarConv1d, CrossbarConv2d, CrossbarLinear
 from .neurons import IFNeuron
 from .snn import CurrentReadout, SpikingNetwork
 
@@ -63,10 +63,14 @@ def _spec(m: nn.Module) -> dict:
                 "bias": m.bias is not None}
     if isinstance(m, CrossbarConv2d):
         return {"type": "CrossbarConv2d", **_conv_args(m)}
+    if isinstance(m, CrossbarConv1d):
+        return {"type": "CrossbarConv1d", **_conv_args(m)}
     if type(m) is nn.Linear:
         return {"type": "Linear", "in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None}
     if type(m) is nn.Conv2d:
         return {"type": "Conv2d", **_conv_args(m)}
+    if type(m) is nn.Conv1d:
+        return {"type": "Conv1d", **_conv_args(m)}
     if isinstance(m, CurrentReadout):
         return {"type": "CurrentReadout", "layer": _spec(m.layer)}
     if isinstance(m, IFNeuron):
@@ -84,6 +88,14 @@ def _spec(m: nn.Module) -> dict:
         return {"type": "Identity"}
     if type(m) is nn.Dropout:
         return {"type": "Dropout", "p": m.p}
+    max_pool = ("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode")
+    batch_norm = ("num_features", "eps", "momentum", "affine", "track_running_stats")
+    fields = {nn.AvgPool1d: ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
+              nn.AdaptiveAvgPool1d: ("output_size",), nn.AdaptiveAvgPool2d: ("output_size",),
+              nn.MaxPool1d: max_pool, nn.MaxPool2d: max_pool, nn.BatchNorm1d: batch_norm, nn.BatchNorm2d: batch_norm}
+    if type(m) in fields:  # constructor arguments, tuples as lists
+        values = {k: getattr(m, k) for k in fields[type(m)]}
+        return {"type": type(m).__name__, **{k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}}
     raise CheckpointError(f"model: cannot save module of type {type(m).__name__}")
 
 
@@ -117,6 +129,12 @@ def _build(spec: dict) -> nn.Module:
         cls = nn.Conv2d if kind == "Conv2d" else CrossbarConv2d
         args = {k: _as_tuple(v) for k, v in spec.items() if k != "type"}
         return cls(**args)
+    keyword_built = {"Conv1d": nn.Conv1d, "CrossbarConv1d": CrossbarConv1d, "AvgPool1d": nn.AvgPool1d,
+                     "AdaptiveAvgPool1d": nn.AdaptiveAvgPool1d, "AdaptiveAvgPool2d": nn.AdaptiveAvgPool2d,
+                     "MaxPool1d": nn.MaxPool1d, "MaxPool2d": nn.MaxPool2d, "BatchNorm1d": nn.BatchNorm1d,
+                     "BatchNorm2d": nn.BatchNorm2d}
+    if kind in keyword_built:  # built from the keyword arguments the spec holds
+        return keyword_built[kind](**{k: _as_tuple(v) for k, v in spec.items() if k != "type"})
     if kind == "CurrentReadout":
         return CurrentReadout(_build(spec["layer"]))
     if kind == "IFNeuron":

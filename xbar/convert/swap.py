@@ -37,8 +37,6 @@ _NOT_WEIGHT_LAYERS: tuple[type, ...] = (
     *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
 )
 
-Selector = Iterable["str | type[nn.Module]"] | str | type
-
 
 class _Selection(NamedTuple):
     """A parsed ``include`` / ``exclude``: path patterns and module types."""
@@ -51,8 +49,8 @@ class _Selection(NamedTuple):
 
 
 def to_crossbar(model: nn.Module, device: DeviceProfile | str, inplace: bool = False,
-                mapping: str = "differential", include: Selector | None = None,
-                exclude: Selector | None = None) -> nn.Module:
+                mapping: str = "differential", include: Iterable[str | type] | str | type | None = None,
+                exclude: Iterable[str | type] | str | type | None = None) -> nn.Module:
     """Swap every ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d`` for a programmed crossbar layer.
 
     Subclasses of those layers are swapped too when their ``forward`` is the stock torch one
@@ -121,7 +119,7 @@ def _selection(value: Any, name: str) -> _Selection:
     try:
         items = list(items)
     except TypeError:
-        raise TypeError(f"{name}: expected module-path patterns (str) and/or module types, "
+        raise TypeError(f"{name}: expected module-path patterns (str) and/or nn.Module subclasses, "
                         f"got {type(value).__name__} {value!r}") from None
     for item in items:
         if not isinstance(item, str) and not (isinstance(item, type) and issubclass(item, nn.Module)):
