@@ -98,7 +98,19 @@ def test_incompatible_version_and_foreign_file(tmp_path):
         xbar.load(tmp_path / "missing.pt")
 
 
-def test_unsupported_module_is_refused(tmp_path):
+def test_spiking_network_with_an_unknown_module_is_refused(tmp_path):
+    snn = xbar.SpikingNetwork([nn.Flatten(), nn.Linear(4, 3), nn.Sigmoid()], timesteps=2)
     with pytest.raises(xbar.CheckpointError, match="Sigmoid"):
-        xbar.save(nn.Sequential(nn.Sigmoid()), tmp_path / "x.pt")
+        xbar.save(snn, tmp_path / "x.pt")
     assert not any(tmp_path.iterdir()), "nothing half-written"
+
+
+def test_a_model_outside_the_vocabulary_loads_into_a_template(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.Sigmoid())
+    path = xbar.save(model, tmp_path / "x.pt")
+    with pytest.raises(xbar.CheckpointError, match="Sequential.*model="):
+        xbar.load(path)
+    loaded = xbar.load(path, model=nn.Sequential(nn.Linear(4, 3), nn.Sigmoid()))
+    x = torch.rand(2, 4)
+    assert torch.equal(loaded(x), model(x))

@@ -1,22 +1,32 @@
 """Checkpoints of programmed hardware: ``xbar.save(model, path)`` / ``xbar.load(path)``.
 
-A checkpoint holds the model's structure (a plain description, no pickled classes), its
-``state_dict`` (master weights, the programmed conductances ``g_pos`` / ``g_neg`` as they are,
-noise and all, each crossbar's full device profile and drift state, IF thresholds), the
-encoder's settings and generator state, ``T``, the conversion settings and the xbar version.
-It loads with ``torch.load(weights_only=True)``: nothing in it can run code. Writes go to a
-temporary file that is renamed into place, so a crash never leaves half a checkpoint.
+A checkpoint holds the model's structure as plain data (:mod:`xbar.specs`; no pickled classes
+or code), its ``state_dict`` (master weights, the programmed conductances ``g_pos`` / ``g_neg``
+as they are, noise and all, each crossbar's full device profile and drift state, IF
+thresholds), the encoder's settings and generator state, ``T``, the conversion settings and the
+xbar version. It loads with ``torch.load(weights_only=True)``: nothing in it can run code.
+Writes go to a temporary file that is renamed into place, so a crash never leaves half a
+checkpoint.
 
-Supported modules: ``nn.Sequential``, ``Linear``, ``Conv2d``, the crossbar layers, ``ReLU``,
-``AvgPool2d``, ``Flatten``, ``Identity``, ``Dropout``, ``IFNeuron``, ``CurrentReadout`` and
-``SpikingNetwork``.
+What is stored, by kind of model:
+
+* a :class:`~xbar.SpikingNetwork`: its graph (:meth:`xbar.graph.Graph.to_data`: node op,
+  target path, plain arguments) and a spec of every module its nodes call, at their paths;
+  ``load`` rebuilds it whole;
+* a model made only of the vocabulary of :mod:`xbar.specs` (an ``nn.Sequential`` of Linear,
+  Conv, crossbar layers, ReLU, pooling, BatchNorm, ...): its spec; ``load`` rebuilds it whole;
+* any other model (a user's own class): its class name and the spec of every crossbar layer at
+  its path. ``load(path, model=template)`` fills ``template``, a freshly built instance of that
+  class: the crossbar layers are put in at their paths and the ``state_dict`` loaded (strictly).
+
+Checkpoints of format version 1 (flat spiking networks, before graphs) still load.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from collections import OrderedDict
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -24,170 +34,72 @@ import torch
 from torch import nn
 
 from . import __version__
-from .encoding import ConstantEncoder, PoissonEncoder
-from .layers import CrossbarConv1d, CrossbarConv2d, CrossbarLinear
-from .neurons import IFNeuron
-from .snn import CurrentReadout, SpikingNetwork
+from .graph import Graph, GraphError
+from .layers import CROSSBAR_TYPES
+from .snn import SpikingNetwork
+from .specs import SpecError, build_encoder, build_module, encoder_spec, module_spec
 
 FORMAT = "xbar-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READS = (1, 2)
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be written or read; the message names the file."""
 
 
-def _conv_args(m: nn.Conv2d) -> dict:
-    return {"in_channels": m.in_channels, "out_channels": m.out_channels, "kernel_size": list(m.kernel_size),
-            "stride": list(m.stride), "padding": list(m.padding) if not isinstance(m.padding, str) else m.padding,
-            "dilation": list(m.dilation), "groups": m.groups, "bias": m.bias is not None,
-            "padding_mode": m.padding_mode}
+def _class_name(m: nn.Module) -> str:
+    return f"{type(m).__module__}.{type(m).__qualname__}"
 
 
-def _surrogate_spec(fn: Any) -> dict | None:
-    if fn is None:
-        return None
-    return {"name": type(fn).__name__, "alpha": getattr(fn, "alpha", None)}
+def _describe(model: nn.Module) -> dict:
+    """The plain-data structure of ``model`` (module docstring)."""
+    if isinstance(model, SpikingNetwork):
+        modules = {}
+        for path, m in model.graph_modules().items():
+            try:
+                modules[path] = module_spec(m)
+            except SpecError as exc:
+                raise CheckpointError(f"model: {exc} at {path!r} (a spiking network is stored whole)") from None
+        return {"type": "SpikingNetwork", "timesteps": model.timesteps, "encoder": _encoder(model.encoder),
+                "conversion": getattr(model, "conversion", None), "graph": model.graph.to_data(),
+                "modules": modules}
+    try:
+        return module_spec(model)
+    except SpecError:
+        pass
+    crossbars = {name: module_spec(m) for name, m in model.named_modules() if isinstance(m, CROSSBAR_TYPES)}
+    return {"type": "Module", "class": _class_name(model), "crossbars": crossbars,
+            "modules": {name: _class_name(m) for name, m in model.named_modules() if name}}
 
 
-def _spec(m: nn.Module) -> dict:
-    """A plain-data description of ``m``'s structure."""
-    if isinstance(m, SpikingNetwork):
-        return {"type": "SpikingNetwork", "timesteps": m.timesteps, "encoder": _encoder_spec(m.encoder),
-                "conversion": getattr(m, "conversion", None), "stages": [_spec(s) for s in m.stages]}
-    if isinstance(m, nn.Sequential):
-        return {"type": "Sequential", "names": [n for n, _ in m.named_children()],
-                "children": [_spec(c) for c in m.children()]}
-    if isinstance(m, CrossbarLinear):
-        return {"type": "CrossbarLinear", "in_features": m.in_features, "out_features": m.out_features,
-                "bias": m.bias is not None}
-    if isinstance(m, CrossbarConv2d):
-        return {"type": "CrossbarConv2d", **_conv_args(m)}
-    if isinstance(m, CrossbarConv1d):
-        return {"type": "CrossbarConv1d", **_conv_args(m)}
-    if type(m) is nn.Linear:
-        return {"type": "Linear", "in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None}
-    if type(m) is nn.Conv2d:
-        return {"type": "Conv2d", **_conv_args(m)}
-    if type(m) is nn.Conv1d:
-        return {"type": "Conv1d", **_conv_args(m)}
-    if isinstance(m, CurrentReadout):
-        return {"type": "CurrentReadout", "layer": _spec(m.layer)}
-    if isinstance(m, IFNeuron):
-        return {"type": "IFNeuron", "threshold_shape": list(m.threshold.shape), "reset": m.reset_mode,
-                "step_mode": m.step_mode, "learn_threshold": isinstance(m.threshold, nn.Parameter),
-                "surrogate": _surrogate_spec(m.surrogate), "has_weight_threshold": m.weight_threshold is not None}
-    if type(m) is nn.ReLU:
-        return {"type": "ReLU"}
-    if type(m) is nn.Flatten:
-        return {"type": "Flatten", "start_dim": m.start_dim, "end_dim": m.end_dim}
-    if type(m) is nn.AvgPool2d:
-        return {"type": "AvgPool2d", "kernel_size": m.kernel_size, "stride": m.stride, "padding": m.padding,
-                "ceil_mode": m.ceil_mode, "count_include_pad": m.count_include_pad}
-    if type(m) is nn.Identity:
-        return {"type": "Identity"}
-    if type(m) is nn.Dropout:
-        return {"type": "Dropout", "p": m.p}
-    max_pool = ("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode")
-    batch_norm = ("num_features", "eps", "momentum", "affine", "track_running_stats")
-    fields = {nn.AvgPool1d: ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"),
-              nn.AdaptiveAvgPool1d: ("output_size",), nn.AdaptiveAvgPool2d: ("output_size",),
-              nn.MaxPool1d: max_pool, nn.MaxPool2d: max_pool, nn.BatchNorm1d: batch_norm, nn.BatchNorm2d: batch_norm}
-    if type(m) in fields:  # constructor arguments, tuples as lists
-        values = {k: getattr(m, k) for k in fields[type(m)]}
-        return {"type": type(m).__name__, **{k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}}
-    raise CheckpointError(f"model: cannot save module of type {type(m).__name__}")
-
-
-def _encoder_spec(enc: Any) -> dict:
-    if isinstance(enc, PoissonEncoder):
-        return {"type": "poisson", "max_rate": enc.max_rate, "has_generator": enc.generator is not None}
-    if isinstance(enc, ConstantEncoder):
-        return {"type": "constant", "gain": enc.gain}
-    raise CheckpointError(f"encoder: cannot save encoder of type {type(enc).__name__}")
-
-
-def _as_tuple(v: Any) -> Any:
-    return tuple(v) if isinstance(v, list) else v
-
-
-def _build(spec: dict) -> nn.Module:
-    """The module a :func:`_spec` describes, with fresh parameters."""
-    kind = spec["type"]
-    if kind == "SpikingNetwork":
-        snn = SpikingNetwork([_build(s) for s in spec["stages"]], timesteps=spec["timesteps"],
-                             encoder=_build_encoder(spec["encoder"]))
-        if spec.get("conversion") is not None:
-            snn.conversion = spec["conversion"]
-        return snn
-    if kind == "Sequential":
-        return nn.Sequential(OrderedDict(zip(spec["names"], (_build(c) for c in spec["children"]))))
-    if kind in ("Linear", "CrossbarLinear"):
-        cls = nn.Linear if kind == "Linear" else CrossbarLinear
-        return cls(spec["in_features"], spec["out_features"], bias=spec["bias"])
-    if kind in ("Conv2d", "CrossbarConv2d"):
-        cls = nn.Conv2d if kind == "Conv2d" else CrossbarConv2d
-        args = {k: _as_tuple(v) for k, v in spec.items() if k != "type"}
-        return cls(**args)
-    keyword_built = {"Conv1d": nn.Conv1d, "CrossbarConv1d": CrossbarConv1d, "AvgPool1d": nn.AvgPool1d,
-                     "AdaptiveAvgPool1d": nn.AdaptiveAvgPool1d, "AdaptiveAvgPool2d": nn.AdaptiveAvgPool2d,
-                     "MaxPool1d": nn.MaxPool1d, "MaxPool2d": nn.MaxPool2d, "BatchNorm1d": nn.BatchNorm1d,
-                     "BatchNorm2d": nn.BatchNorm2d}
-    if kind in keyword_built:  # built from the keyword arguments the spec holds
-        return keyword_built[kind](**{k: _as_tuple(v) for k, v in spec.items() if k != "type"})
-    if kind == "CurrentReadout":
-        return CurrentReadout(_build(spec["layer"]))
-    if kind == "IFNeuron":
-        return _build_neuron(spec)
-    simple = {"ReLU": lambda: nn.ReLU(), "Identity": lambda: nn.Identity(),
-              "Flatten": lambda: nn.Flatten(spec["start_dim"], spec["end_dim"]),
-              "Dropout": lambda: nn.Dropout(spec["p"]),
-              "AvgPool2d": lambda: nn.AvgPool2d(_as_tuple(spec["kernel_size"]), _as_tuple(spec["stride"]),
-                                                _as_tuple(spec["padding"]), spec["ceil_mode"], spec["count_include_pad"])}
-    if kind not in simple:
-        raise CheckpointError(f"unknown module type {kind!r} in checkpoint")
-    return simple[kind]()
-
-
-def _build_neuron(spec: dict) -> IFNeuron:
-    sur = spec["surrogate"]
-    fn = None
-    if sur is not None:
-        from spikingjelly.activation_based import surrogate
-
-        cls = getattr(surrogate, sur["name"], None)
-        if cls is None:
-            raise CheckpointError(f"surrogate function {sur['name']!r} not found in spikingjelly")
-        fn = cls(alpha=sur["alpha"]) if sur["alpha"] is not None else cls()
-    n = IFNeuron(threshold=torch.ones(spec["threshold_shape"]), reset=spec["reset"], surrogate=fn,
-                 step_mode=spec["step_mode"], learn_threshold=spec["learn_threshold"])
-    if spec["has_weight_threshold"]:
-        n.weight_threshold = torch.ones(())
-    return n
-
-
-def _build_encoder(spec: dict) -> Any:
-    if spec["type"] == "poisson":
-        return PoissonEncoder(spec["max_rate"], torch.Generator() if spec["has_generator"] else None)
-    return ConstantEncoder(spec["gain"])
+def _encoder(enc: Any) -> dict:
+    try:
+        return encoder_spec(enc)
+    except SpecError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def save(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None) -> Path:
     """Save ``model`` with its programmed conductances, devices and settings (atomic write).
 
     Args:
-        model: a supported module (module docstring), e.g. a crossbar ANN or a SpikingNetwork.
+        model: a spiking network, a model of the :mod:`xbar.specs` vocabulary, or a model of
+            any other class (then loaded into a template, module docstring).
         path: destination file.
         metadata: extra plain data to keep (seeds, notes); must be JSON-like.
 
     Returns:
         The path written.
+
+    Raises:
+        CheckpointError: a spiking network holding a module outside the vocabulary (named).
     """
     path = Path(path)
     enc = getattr(model, "encoder", None)
     gen = getattr(enc, "generator", None)
     payload = {"format": FORMAT, "format_version": FORMAT_VERSION, "xbar_version": __version__,
-               "spec": _spec(model), "state_dict": model.state_dict(),
+               "spec": _describe(model), "state_dict": model.state_dict(),
                "generator_state": gen.get_state() if gen is not None and gen.device.type == "cpu" else None,
                "metadata": metadata or {}}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -204,12 +116,66 @@ def save(model: nn.Module, path: str | os.PathLike, metadata: dict | None = None
     return path
 
 
-def load(path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:
+def _build_snn(spec: dict) -> SpikingNetwork:
+    graph = Graph.from_data(spec["graph"])
+    modules = {p: build_module(s) for p, s in spec["modules"].items()}
+    snn = SpikingNetwork(graph=graph, modules=modules, timesteps=spec["timesteps"],
+                         encoder=build_encoder(spec["encoder"]))
+    if spec.get("conversion") is not None:
+        snn.conversion = spec["conversion"]
+    return snn
+
+
+def _v1(spec: dict, state: dict) -> tuple[nn.Module, dict]:
+    """A format-1 checkpoint: spiking networks were flat stages under ``body.stages.``."""
+    if spec.get("type") != "SpikingNetwork":
+        return build_module(spec), state
+    snn = SpikingNetwork([build_module(s) for s in spec["stages"]], timesteps=spec["timesteps"],
+                         encoder=build_encoder(spec["encoder"]))
+    if spec.get("conversion") is not None:
+        snn.conversion = spec["conversion"]
+    prefix = "body.stages."
+    return snn, {(k[len(prefix):] if k.startswith(prefix) else k): v for k, v in state.items()}
+
+
+def _fill(template: nn.Module, spec: dict, where: Path) -> nn.Module:
+    """Put the checkpoint's crossbar layers into ``template`` at their paths."""
+    if not isinstance(template, nn.Module):
+        raise CheckpointError(f"model: expected an nn.Module to load {where} into, got {type(template).__name__}")
+    if spec.get("type") == "Module" and spec.get("class") != _class_name(template):
+        warnings.warn(f"xbar.load: {where} was saved from a {spec.get('class')}, loading into a "
+                      f"{_class_name(template)}", stacklevel=3)
+    crossbars = spec.get("crossbars") or {}
+    for path, leaf in crossbars.items():
+        parent_path, _, name = path.rpartition(".")
+        try:
+            parent = template.get_submodule(parent_path) if parent_path else template
+            old = getattr(parent, name)
+        except AttributeError:
+            raise CheckpointError(f"{where}: the model has no module at {path!r}, where the checkpoint holds a "
+                                  f"{leaf['type']}") from None
+        new = build_module(leaf)
+        if getattr(old, "weight", None) is None or tuple(old.weight.shape) != tuple(new.weight.shape):
+            raise CheckpointError(f"{where}: the model's {path!r} ({type(old).__name__}) does not match the "
+                                  f"checkpoint's {leaf['type']} there")
+        new.to(old.weight.device)
+        setattr(parent, name, new)
+    return template
+
+
+def load(path: str | os.PathLike, map_location: Any = "cpu", model: nn.Module | None = None) -> nn.Module:
     """Load a model written by :func:`save`: bit-identical weights, conductances and settings.
+
+    Args:
+        path: the checkpoint.
+        map_location: as ``torch.load``.
+        model: a freshly built instance of the saved model's class, for checkpoints of a user's
+            own class (required then); its crossbar layers are put in and its state loaded.
 
     Raises:
         CheckpointError: naming the file, if it is missing, truncated, corrupted, not an xbar
-            checkpoint, or from an incompatible format version.
+            checkpoint, from an incompatible format version, of a user's class and loaded
+            without ``model``, or when ``model`` does not fit it.
     """
     path = Path(path)
     if not path.is_file():
@@ -222,17 +188,33 @@ def load(path: str | os.PathLike, map_location: Any = "cpu") -> nn.Module:
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an xbar checkpoint (no '{FORMAT}' header)")
     version = payload.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in _READS:
         raise CheckpointError(f"{path}: checkpoint format version {version!r} (written by xbar "
-                              f"{payload.get('xbar_version')}); this xbar {__version__} reads version {FORMAT_VERSION}")
+                              f"{payload.get('xbar_version')}); this xbar {__version__} reads versions "
+                              f"{', '.join(map(str, _READS))}")
+    spec, state = payload["spec"], payload["state_dict"]
     try:
-        model = _build(payload["spec"])
-        model.load_state_dict(payload["state_dict"], strict=True)
-    except (KeyError, TypeError, RuntimeError, ValueError) as exc:
+        if model is not None:
+            if spec.get("type") == "SpikingNetwork":
+                raise CheckpointError(f"{path}: holds a whole spiking network; load it without model=")
+            out = _fill(model, spec, path)
+        elif spec.get("type") == "Module":
+            raise CheckpointError(f"{path}: holds a model of class {spec.get('class')}; build one and pass it: "
+                                  f"xbar.load(path, model={spec.get('class', '').rpartition('.')[2]}(...))")
+        elif version == 1:
+            out, state = _v1(spec, state)
+        elif spec.get("type") == "SpikingNetwork":
+            out = _build_snn(spec)
+        else:
+            out = build_module(spec)
+        out.load_state_dict(state, strict=True)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, RuntimeError, ValueError, GraphError, SpecError) as exc:
         raise CheckpointError(f"{path}: checkpoint content does not fit its structure: {exc}") from None
     gen_state = payload.get("generator_state")
-    enc = getattr(model, "encoder", None)
+    enc = getattr(out, "encoder", None)
     if gen_state is not None and getattr(enc, "generator", None) is not None:
         enc.generator.set_state(gen_state)
-    model.checkpoint_metadata = payload.get("metadata", {})
-    return model.eval()
+    out.checkpoint_metadata = payload.get("metadata", {})
+    return out.eval()

@@ -407,7 +407,7 @@ class SpikingNetwork(nn.Module):
             return_sequence: return the output at every step ``[T, B, C]`` instead of its
                 average over ``T``.
             binary: promise that ``spike_seq`` holds only zeros and ones (an energy meter then
-                skips its check); None: unknown.
+                skips its check, and the NaN / infinity scan is skipped); None: unknown.
             keep_state: continue from the neurons' state after the previous call and keep the
                 state afterwards (to feed a long input in pieces; :meth:`reset` starts over).
 
@@ -416,7 +416,7 @@ class SpikingNetwork(nn.Module):
             :func:`xbar.to_snn`.
         """
         self._check_input(spike_seq, "spike_seq", 2)
-        if value_checks_enabled():
+        if value_checks_enabled() and binary is not True:
             check_finite(spike_seq, "spike_seq")
         return self._simulate(spike_seq, binary, mean=not return_sequence, keep_state=keep_state)
 
