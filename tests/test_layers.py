@@ -238,7 +238,7 @@ def test_to_crossbar_include_exclude(seed4, include, exclude, floats):
 def test_to_crossbar_include_all_and_bad_selectors(seed4):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        out = xbar.to_crossbar(_net(), seed4, include=["features.*", "classifier.?"], exclude=["nothing.*"])
+        out = xbar.to_crossbar(_net(), seed4, include=["features.*", "classifier.?"], exclude=["features.1"])
     assert all(type(m) not in (nn.Linear, nn.Conv1d) for m in out.modules())
     for bad in (3, [nn.Linear, 2.0], [int]):
         with pytest.raises(TypeError, match="(include|exclude): expected module-path patterns"):
@@ -250,3 +250,9 @@ def test_to_crossbar_include_all_and_bad_selectors(seed4):
 def test_bad_profile_argument_is_named():
     with pytest.raises(TypeError, match="device"):
         xbar.CrossbarLinear(2, 2, profile=3.0)
+
+
+def test_a_selection_pattern_that_matches_nothing_warns():
+    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
+    with pytest.warns(UserWarning, match="exclude pattern 'classifer' matches no module"):
+        xbar.to_crossbar(model, "ideal", exclude="classifer")

@@ -91,7 +91,8 @@ def to_crossbar(model: nn.Module, device: DeviceProfile | str, inplace: bool = F
         ValueError: unknown ``mapping``, or a NaN / infinite parameter of ``model`` (named).
 
     Warns:
-        UserWarning: once, listing every weight layer left in float and why.
+        UserWarning: once, listing every weight layer left in float and why; and for every
+            ``include`` / ``exclude`` pattern that matches no module.
     """
     profile = _resolve_profile(device)
     check_mapping(mapping)
@@ -100,6 +101,13 @@ def to_crossbar(model: nn.Module, device: DeviceProfile | str, inplace: bool = F
     check_parameters_finite(model, "model")
     if not inplace:
         model = copy.deepcopy(model)
+    paths = [n for n, _ in model.named_modules()]
+    for sel, name in ((inc, "include"), (exc, "exclude")):
+        for pattern in sel.patterns if sel is not None else ():
+            if not any(fnmatchcase(p, pattern) for p in paths):
+                warnings.warn(f"to_crossbar: {name} pattern {pattern!r} matches no module of the model "
+                              f"(paths look like {', '.join(repr(p) for p in paths[1:4])})", UserWarning,
+                              stacklevel=2)
     left: list[str] = []
     swapped = _convert(model, "", profile, mapping, inc, exc, inc is None, False, left)
     if left:
