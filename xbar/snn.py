@@ -377,8 +377,14 @@ class SpikingNetwork(nn.Module):
     def _check_input(self, x: Any, name: str, leading: int) -> None:
         """``x`` fits the network: the first layer's check for chains, shapes through the graph
         (meta tensors) otherwise; errors name ``name``."""
-        check_network_input(self.stages if self.graph.is_chain() else [], x, name, leading=leading)
-        if not self.graph.is_chain():
+        entry, node = [], self.graph.nodes[0]
+        while len(self.graph.users(node.name)) == 1:  # the modules the input feeds, in a row
+            node = self.graph.node(self.graph.users(node.name)[0])
+            if node.op != "module":
+                break
+            entry.append(self.get_submodule(node.target))
+        check_network_input(entry, x, name, leading=leading)
+        if not (self.graph.is_chain() and all(n.op == "module" for n in self.graph.nodes[1:-1])):
             try:
                 self._node_sizes(tuple(x.shape[leading:]))
             except ValueError as exc:

@@ -71,14 +71,14 @@ def _fold_forward(layer: nn.Module, a: torch.Tensor, c: torch.Tensor, per: int, 
                                                                                  device=w.device)
     if isinstance(layer, nn.Linear):
         if layer.in_features != a.numel() * per:
-            raise ConversionError(f"ann: BatchNorm at {source_of(node) or node.name} has {a.numel()} channels, "
+            raise ConversionError(f"ann: BatchNorm at {_where(node)} has {a.numel()} channels, "
                                   f"the Linear after it {layer.in_features} inputs; cannot fold it forward")
         a_in, c_in = a.repeat_interleave(per), c.repeat_interleave(per)
         new_b = b + wd @ c_in
         new_w = wd * a_in
     else:
         if any(p != 0 for p in layer.padding) or isinstance(layer.padding, str) or layer.groups != 1:
-            raise ConversionError(f"ann: BatchNorm at {source_of(node) or node.name} feeds a padded or grouped "
+            raise ConversionError(f"ann: BatchNorm at {_where(node)} feeds a padded or grouped "
                                   "convolution; its shift would not reach the padded taps: fold it into the "
                                   "layer before it (Conv-BN order) instead")
         view = (1, -1) + (1,) * (w.dim() - 2)
@@ -87,6 +87,12 @@ def _fold_forward(layer: nn.Module, a: torch.Tensor, c: torch.Tensor, per: int, 
     with torch.no_grad():
         w.copy_(new_w.to(w.dtype))
     _set_bias(layer, new_b)
+
+
+def _where(node: fx.Node) -> str:
+    """``'path'`` of a BatchNorm node, with its source line when there is one."""
+    src = source_of(node)
+    return f"{node.target!r}" + (f" ({src})" if src else "")
 
 
 def _calls(gm: fx.GraphModule, target: str) -> int:
@@ -107,7 +113,7 @@ def fold_batchnorm(gm: fx.GraphModule) -> fx.GraphModule:
         src_mod = gm.get_submodule(src.target) if isinstance(src, fx.Node) and src.op == "call_module" else None
         if isinstance(src_mod, SYNAPTIC) and len(src.users) == 1 and _calls(gm, src.target) == 1:
             if src_mod.weight.shape[0] != a.numel():
-                raise ConversionError(f"ann: BatchNorm at {source_of(node) or node.name} has {a.numel()} channels, "
+                raise ConversionError(f"ann: BatchNorm at {_where(node)} has {a.numel()} channels, "
                                       f"the layer before it {src_mod.weight.shape[0]} outputs")
             _fold_back(src_mod, a, c)
             node.replace_all_uses_with(src)
@@ -124,7 +130,7 @@ def fold_batchnorm(gm: fx.GraphModule) -> fx.GraphModule:
             flat = None
         dst = gm.get_submodule(nxt.target) if nxt is not None and nxt.op == "call_module" else None
         if not isinstance(dst, SYNAPTIC) or _calls(gm, nxt.target) != 1:
-            raise ConversionError(f"ann: BatchNorm at {source_of(node) or node.name} follows no Linear/Conv and "
+            raise ConversionError(f"ann: BatchNorm at {_where(node)} follows no Linear/Conv and "
                                   "does not feed exactly one; it cannot be folded into the crossbars")
         if per == -1:
             per = dst.in_features // max(1, a.numel()) if isinstance(dst, nn.Linear) else 1
