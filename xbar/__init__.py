@@ -18,6 +18,7 @@ from .device import DeviceProfile, DeviceProfileError, list_devices, load_device
 # Torch-backed names load on first use, so that `xbar devices list` starts fast.
 _LAZY = {
     "NORMS": "convert", "flatten_sequential": "convert", "to_crossbar": "convert", "to_snn": "convert",
+    "ConversionError": "convert", "normalised_ann": "convert", "Graph": "graph", "SpikingMaxPool": "pooling",
     "ConstantEncoder": "encoding", "PoissonEncoder": "encoding",
     "EnergyMeter": "energy", "EnergyReport": "energy", "LayerEnergy": "energy",
     "CrossbarConv1d": "layers", "CrossbarConv2d": "layers", "CrossbarLinear": "layers",
@@ -31,11 +32,19 @@ _LAZY = {
 }
 
 
+# Submodules reachable as attributes (``xbar.convert.normalised_ann``) before anything imported them.
+_SUBMODULES = ("chip", "checkpoint", "convert", "data", "energy", "encoding", "execute", "graph", "layers",
+               "mapping", "neurons", "nonideal", "observers", "periphery", "pooling", "snn", "specs", "train",
+               "validation")
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        return import_module(f".{name}", __name__)
     raise AttributeError(f"module 'xbar' has no attribute {name!r}")
 
 
@@ -46,10 +55,10 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConstantEncoder", "CrossbarConv1d", "CrossbarConv2d", "CrossbarLinear", "CurrentReadout", "DeviceProfile",
-    "DeviceProfileError", "EnergyMeter", "EnergyReport", "IFNeuron", "LayerEnergy", "NORMS",
-    "PoissonEncoder", "SpikingNetwork", "calibrate_periphery", "drift", "flatten_sequential",
+    "ConstantEncoder", "ConversionError", "CrossbarConv1d", "CrossbarConv2d", "CrossbarLinear", "CurrentReadout", "DeviceProfile",
+    "DeviceProfileError", "EnergyMeter", "EnergyReport", "Graph", "IFNeuron", "LayerEnergy", "NORMS",
+    "PoissonEncoder", "SpikingMaxPool", "SpikingNetwork", "calibrate_periphery", "drift", "flatten_sequential",
     "fix_faults", "hardware_aware_finetune", "program_model", "if_scan", "if_step",
-    "list_devices", "load_device", "map_weights", "snap", "to_crossbar", "to_snn", "unmap",
+    "list_devices", "load_device", "map_weights", "normalised_ann", "snap", "to_crossbar", "to_snn", "unmap",
     "__version__",
 ]
