@@ -88,16 +88,46 @@ class SpikingMaxPool(nn.Module):
         self.counts = None
         self.pooled = None
 
+    def _tiles_exactly(self, shape: torch.Size) -> bool:
+        """Windows that tile the input (stride = kernel, no padding, no dilation, sides divisible)."""
+        return (self.stride == self.kernel_size and all(p == 0 for p in self.padding)
+                and all(d == 1 for d in self.dilation)
+                and all(n % k == 0 for n, k in zip(shape[-self.dims:], self.kernel_size)))
+
+    def _tiled_max(self, counts: torch.Tensor) -> torch.Tensor:
+        """The max-pool of ``counts [N, C, (H,) W]`` for exactly tiling windows, as elementwise
+        maxima of contiguous views, last dimension first (equal to ``max_pool``, faster)."""
+        out = counts
+        for d in range(1, self.dims + 1):  # the last spatial dimension first
+            k = self.kernel_size[-d]
+            n = out.shape[-d]
+            v = out.reshape(*out.shape[:out.dim() - d], n // k, k, *out.shape[out.dim() - d + 1:])
+            idx = v.dim() - d
+            m = torch.maximum(v.select(idx, 0), v.select(idx, 1))
+            for j in range(2, k):
+                torch.maximum(m, v.select(idx, j), out=m)
+            out = m
+        return out
+
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         """All steps of ``x_seq [T, B, ...]``; returns the output spikes ``[T, B, ...]``."""
         steps, batch = x_seq.shape[0], x_seq.shape[1]
         counts = torch.cumsum(x_seq, 0)
         if self.counts is not None:
             counts = counts + self.counts
-        pooled = self.pool(counts.flatten(0, 1))
+        flat = counts.flatten(0, 1)
+        fast = self.window > 1 and self._tiles_exactly(flat.shape) and not (torch.is_grad_enabled() and flat.requires_grad)
+        pooled = self._tiled_max(flat) if fast else self.pool(flat)
         pooled = pooled.view(steps, batch, *pooled.shape[1:])
-        prev = torch.zeros_like(pooled[0]) if self.pooled is None else self.pooled
-        out = torch.diff(pooled, dim=0, prepend=prev.unsqueeze(0))
+        out = torch.empty_like(pooled)
+        if self.pooled is None:
+            out[0] = pooled[0]
+        else:
+            torch.sub(pooled[0], self.pooled, out=out[0])
+        torch.sub(pooled[1:], pooled[:-1], out=out[1:])
+        if torch.is_grad_enabled() and pooled.requires_grad:  # the same values, differentiably
+            prev = torch.zeros_like(pooled[0]) if self.pooled is None else self.pooled
+            out = torch.diff(pooled, dim=0, prepend=prev.unsqueeze(0))
         self.counts, self.pooled = counts[-1], pooled[-1]
         return out
 

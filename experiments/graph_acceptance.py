@@ -1,0 +1,130 @@
+"""The graph-conversion issue's MNIST acceptance check, as a runnable module.
+
+``python -m xbar.experiments.graph_acceptance [--models bn-cnn res-cnn] [--out DIR]`` trains each
+zoo model for 3 epochs (Adam 1e-3, batch 64, seed 0; cached in ``DIR``), programs it onto
+``seed-4bit`` crossbars, converts it with 99.9th-percentile normalisation (calibrated on 100
+training batches of 64) and reports the test accuracy on the full MNIST test set at T=32 and
+T=64 with Poisson input at max rate 1.0, beside the ANN's. spikingjelly 2.0's converter
+(``ann2snn.Converter``, ``RateCodingRecipe(mode="99.9%")`` on the same calibration images) runs
+on the same float ANN, fed the same Poisson spikes (xbar's encoder, same seed) step by step.
+Writes ``graph_acceptance.json`` and prints a table. Runs for tens of minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import xbar
+from xbar.data import mnist_loaders
+from xbar.models import build_model
+from xbar.train import evaluate, train
+
+DEFAULT_OUT = Path("results/graph-acceptance")
+
+
+def _trained(name: str, out: Path, epochs: int, loaders: tuple) -> tuple[torch.nn.Module, list[dict]]:
+    """The model trained ``epochs`` epochs (cached as ``out/<name>-e<epochs>-s0.pt``)."""
+    train_loader, val_loader, test_loader = loaders
+    path = out / f"{name}-e{epochs}-s0.pt"
+    torch.manual_seed(0)
+    model = build_model(name)
+    if path.exists():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval(), json.loads(path.with_suffix(".json").read_text())
+    history = train(model, train_loader, epochs=epochs, lr=1e-3, test_loader=test_loader, seed=0, progress=True,
+                    desc=name)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    path.with_suffix(".json").write_text(json.dumps(history))
+    return model.eval(), history
+
+
+@torch.no_grad()
+def _sj_accuracy(ann: torch.nn.Module, calib: torch.Tensor, test: list, timesteps: int) -> float:
+    """spikingjelly's converted network on xbar's Poisson spikes (seed 1), one step at a time."""
+    from spikingjelly.activation_based import ann2snn, functional
+
+    recipe = ann2snn.RateCodingRecipe([(calib, None)], mode="99.9%")
+    with contextlib.redirect_stderr(io.StringIO()):
+        sj = ann2snn.Converter(recipe).convert(copy.deepcopy(ann)).eval()
+    enc = xbar.PoissonEncoder(1.0, torch.Generator().manual_seed(1))
+    correct = total = 0
+    for x, y in test:
+        functional.reset_net(sj)
+        events, step = enc.events(x, timesteps), torch.empty_like(x)
+        out = sum(sj(events.step(t, step)) for t in range(timesteps))
+        correct += int((out.argmax(1) == y).sum())
+        total += int(y.shape[0])
+    return correct / total
+
+
+def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (32, 64),
+          test_limit: int | None = None, with_sj: bool = True) -> dict[str, Any]:
+    """Train (or load), convert and evaluate one zoo model; returns the figures."""
+    loaders = mnist_loaders(batch_size=64, seed=0)
+    ann, history = _trained(name, out, epochs, loaders)
+    test = [(x, y) for x, y in loaders[2]]
+    if test_limit is not None:
+        flat_x, flat_y = torch.cat([x for x, _ in test])[:test_limit], torch.cat([y for _, y in test])[:test_limit]
+        test = list(zip(flat_x.split(500), flat_y.split(500)))
+    else:
+        test = list(zip(torch.cat([x for x, _ in test]).split(500), torch.cat([y for _, y in test]).split(500)))
+    row: dict[str, Any] = {"model": name, "epochs": epochs, "history": history, "test_samples": sum(len(y) for _, y in test),
+                           "ann_acc": evaluate(ann, test)}
+    calib = [x for i, (x, _) in enumerate(loaders[0]) if i < 100]
+    hw = xbar.to_crossbar(ann, "seed-4bit")
+    row["ann_seed4_acc"] = evaluate(hw, test)
+    row["snn"], row["sj"] = {}, {}
+    for t in timesteps:
+        snn = xbar.to_snn(hw, calibration=calib, timesteps=t, norm="percentile", percentile=99.9,
+                          encoder=xbar.PoissonEncoder(1.0, torch.Generator().manual_seed(1)))
+        t0 = time.perf_counter()
+        row["snn"][t] = {"acc": evaluate(snn, test, progress=True, desc=f"{name} SNN T={t}"),
+                         "wall_s": time.perf_counter() - t0}
+        if with_sj:
+            t0 = time.perf_counter()
+            row["sj"][t] = {"acc": _sj_accuracy(ann, torch.cat(calib), test, t), "wall_s": time.perf_counter() - t0}
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    """The printed summary: accuracies in percent on the stated test images."""
+    lines = ["model    test images  ANN %   ANN on seed-4bit %  " + "  ".join(
+        f"SNN T={t} %  sj T={t} %" for t in rows[0]["snn"])]
+    for r in rows:
+        cells = "  ".join(f"{100 * r['snn'][t]['acc']:>9.2f}  " + (f"{100 * r['sj'][t]['acc']:>8.2f}" if t in r["sj"]
+                                                                     else f"{'-':>8}") for t in r["snn"])
+        lines.append(f"{r['model']:<8} {r['test_samples']:>11}  {100 * r['ann_acc']:5.2f}  {100 * r['ann_seed4_acc']:>18.2f}  "
+                     + cells)
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the check for the chosen models and print the table."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", nargs="+", default=["bn-cnn", "res-cnn"])
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--timesteps", type=int, nargs="+", default=[32, 64])
+    p.add_argument("--test-limit", type=int, default=None, help="test images (default: all 10000)")
+    p.add_argument("--no-sj", action="store_true", help="skip spikingjelly's converter")
+    args = p.parse_args(argv)
+    rows = []
+    for name in args.models:
+        rows.append(check(name, args.out, args.epochs, tuple(args.timesteps), args.test_limit, not args.no_sj))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "graph_acceptance.json").write_text(json.dumps(rows, indent=1))
+        print(table(rows), flush=True)
+
+
+if __name__ == "__main__":
+    main()
