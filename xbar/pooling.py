@@ -119,15 +119,16 @@ class SpikingMaxPool(nn.Module):
         fast = self.window > 1 and self._tiles_exactly(flat.shape) and not (torch.is_grad_enabled() and flat.requires_grad)
         pooled = self._tiled_max(flat) if fast else self.pool(flat)
         pooled = pooled.view(steps, batch, *pooled.shape[1:])
-        out = torch.empty_like(pooled)
-        if self.pooled is None:
-            out[0] = pooled[0]
-        else:
-            torch.sub(pooled[0], self.pooled, out=out[0])
-        torch.sub(pooled[1:], pooled[:-1], out=out[1:])
-        if torch.is_grad_enabled() and pooled.requires_grad:  # the same values, differentiably
+        if torch.is_grad_enabled() and pooled.requires_grad:  # differentiably
             prev = torch.zeros_like(pooled[0]) if self.pooled is None else self.pooled
             out = torch.diff(pooled, dim=0, prepend=prev.unsqueeze(0))
+        else:
+            out = torch.empty_like(pooled)
+            if self.pooled is None:
+                out[0] = pooled[0]
+            else:
+                torch.sub(pooled[0], self.pooled, out=out[0])
+            torch.sub(pooled[1:], pooled[:-1], out=out[1:])
         self.counts, self.pooled = counts[-1], pooled[-1]
         return out
 
