@@ -3,11 +3,18 @@
 Used by ``xbar bench`` and by the pytest-benchmark suites in ``benchmarks/``. Everything runs
 in one process, so the ratios compare runs made under the same conditions.
 
-Workload: the EE 518 784-100-10 bias-free MLP, trained for one epoch (Adam, lr 1e-3, batch 64,
-seed 0; cached under ``<cache>/bench/``), converted with 99.9th-percentile normalisation on
-5000 training images (``norm="percentile-all"``: the percentile of all activations, as
-spikingjelly's recipe computes it, so that both sides run the same network), run on the MNIST test images (``XBAR_BENCH_SAMPLES``, default 10000) in
-batches of 1000 with Poisson input at max rate 1.
+Workload: a model of the zoo (``model``, a name of :data:`xbar.models.MODELS`, built by
+:func:`xbar.models.build_model`; default ``"mlp"``, the EE 518 784-100-10 bias-free MLP; also
+``"lenet"`` and the zoo's other CNNs), trained for one epoch (Adam, lr 1e-3, batch 64, seed 0;
+cached under ``<cache>/bench/<model>-e1-s0.pt``, the MLP's as ``mlp-784-100-10-e1-s0.pt``),
+converted with 99.9th-percentile normalisation on 5000 training images
+(``norm="percentile-all"``: the percentile of all activations of every ReLU, as spikingjelly's
+recipe computes it on one calibration batch, layer-wise for convolutions too, so that both
+sides run the same network; xbar takes the percentile of a random 16M of them where a layer has
+more, as a LeNet's first convolution does), run on the MNIST test images
+(``XBAR_BENCH_SAMPLES``, default 10000) in batches of 1000 with Poisson input at max rate 1.
+Models with BatchNorm: xbar's ``to_snn`` folds it into the preceding layer, spikingjelly's
+converter fuses Conv-BN pairs itself; both start from the same trained ANN.
 
 Configurations, per ``T``:
 
@@ -21,20 +28,20 @@ Configurations, per ``T``:
 * ``spikingjelly own enc``: the same converted network fed by spikingjelly's own
   ``encoding.PoissonEncoder`` (``torch.rand_like(x) <= x`` every step), as spikingjelly is
   usually run (other random numbers, so its accuracy differs slightly).
-* ``torch loop``: a hand-written loop over ``T`` (``torch.rand`` per step, one matrix product
-  per layer per step, IF with reset by subtraction) at xbar float's thresholds.
+  Both are left out, with spikingjelly's reason, for a model its converter refuses (such as
+  ``res-cnn``, whose blocks call ``F.relu``).
+* ``torch loop`` (the MLP only: :func:`skipped_configs` says why for other models): a
+  hand-written loop over ``T`` (``torch.rand`` per step, one matrix product per layer per step,
+  IF with reset by subtraction) at xbar float's thresholds.
 
-BPTT: one training step (surrogate sigmoid, alpha 4, soft reset, Adam) at ``T = 8``, batch 128,
-on the same spikes: xbar's :class:`~xbar.SpikingNetwork` against a spikingjelly multi-step
-network (``SeqToANNContainer(Linear)``, ``IFNode(v_reset=None)``), from the same initial weights;
-and the same spikingjelly network fed by spikingjelly's own ``encoding.PoissonEncoder`` (one
-``torch.rand_like(x) <= x`` per step, as spikingjelly is usually trained; other random numbers).
+BPTT (the MLP only): one training step (surrogate sigmoid, alpha 4, soft reset, Adam) at
+``T = 8``, batch 128, on the same spikes: xbar's :class:`~xbar.SpikingNetwork` against a
+spikingjelly multi-step network (``SeqToANNContainer(Linear)``, ``IFNode(v_reset=None)``), from
+the same initial weights; and the same spikingjelly network fed by spikingjelly's own
+``encoding.PoissonEncoder`` (one ``torch.rand_like(x) <= x`` per step, as spikingjelly is
+usually trained; other random numbers).
 
-Times are the best of ``repeats`` interleaved rounds (robust to other load on the machine).
-Peak memory (measured on the warm-up run): on CUDA ``torch.cuda.max_memory_allocated`` above
-the allocation before the run; on the CPU the peak of live tensor memory reconstructed from the
-profiler's allocation events (``torch.profiler``, ``profile_memory=True``): tensors only, not
-the process's resident set (allocator caches, libraries).
+Measuring and the printed table: :mod:`xbar.bench_report` (re-exported here).
 """
 
 from __future__ import annotations
@@ -43,7 +50,7 @@ import contextlib
 import copy
 import io
 import os
-import time
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -52,11 +59,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .bench_report import BenchResult, format_result, measure, peak_memory
+
+__all__ = ["CONFIGS", "DEFAULT_MODEL", "BenchResult", "Setup", "bench_samples", "bptt_runners",
+           "bptt_skip_reason", "cache_path", "configs_for", "format_result", "inference_runner",
+           "load_setup", "measure", "model_info", "peak_memory", "run_bench", "run_setup",
+           "sj_network", "sj_refusal", "skipped_configs", "xbar_network"]
+
 CONFIGS = ("xbar crossbar+meter", "xbar crossbar", "xbar float", "spikingjelly", "spikingjelly own enc",
            "torch loop")
+DEFAULT_MODEL = "mlp"
 _BATCH = 1000
 _CALIB = 5000
 _SEED = 0
+_MLP_CACHE = "mlp-784-100-10-e1-s0.pt"  # the MLP's cache file name before other models came
+_TOLERANCE = {"mlp": 0.2}  # accuracy points xbar float and spikingjelly may differ by
+_TOLERANCE_DEFAULT = 0.3   # (same input); CNNs: a little more (xbar's 16M-value percentile)
 
 
 def bench_samples(default: int = 10000) -> int:
@@ -65,11 +83,13 @@ def bench_samples(default: int = 10000) -> int:
     return int(value) if value else default
 
 
-def cache_path() -> Path:
-    """Where the trained benchmark MLP is cached: ``<xbar cache>/bench/mlp-784-100-10-e1-s0.pt``."""
+def cache_path(model: str = DEFAULT_MODEL) -> Path:
+    """Where the trained benchmark model is cached: ``<xbar cache>/bench/<model>-e1-s0.pt``
+    (the MLP's keeps its first name, ``mlp-784-100-10-e1-s0.pt``)."""
     from .data import default_cache_dir
 
-    return default_cache_dir() / "bench" / "mlp-784-100-10-e1-s0.pt"
+    name = _MLP_CACHE if model == "mlp" else f"{model}-e1-s0.pt"
+    return default_cache_dir() / "bench" / name
 
 
 @dataclass
@@ -77,11 +97,12 @@ class Setup:
     """Data and models shared by every configuration.
 
     Attributes:
-        ann: the trained float MLP (eval mode), on ``device``.
+        ann: the trained float model (eval mode), on ``device``.
         images, labels: test batches (lists of ``[1000, 1, 28, 28]`` float / int64 tensors).
         calib: calibration images ``[5000, 1, 28, 28]``.
         device: torch device.
         ann_acc: the ANN's test accuracy on the benchmark images (fraction).
+        model: the zoo name of ``ann`` (``"mlp"``, ``"lenet"``, ...).
     """
 
     ann: nn.Module
@@ -90,6 +111,7 @@ class Setup:
     calib: torch.Tensor
     device: torch.device
     ann_acc: float = 0.0
+    model: str = DEFAULT_MODEL
     _nets: dict[Any, Any] = field(default_factory=dict)
 
     @property
@@ -98,41 +120,112 @@ class Setup:
         return sum(int(y.shape[0]) for y in self.labels)
 
 
+def _trained(model: str, train_set: Any, progress: bool) -> nn.Module:
+    """The zoo model ``model`` after one epoch (seed 0), from the cache or trained and cached."""
+    from .models import build_model
+    from .train import train
+
+    torch.manual_seed(_SEED)
+    ann = build_model(model)
+    path = cache_path(model)
+    if path.exists():
+        try:
+            ann.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            return ann
+        except (RuntimeError, KeyError) as exc:  # the zoo's model changed since it was cached
+            if progress:
+                print(f"the cached {model} does not fit the model ({str(exc).splitlines()[0]}); retraining")
+            torch.manual_seed(_SEED)
+            ann = build_model(model)
+    if progress:
+        print(f"training the benchmark model {model} (one epoch), caching it at {path}")
+    loader = torch.utils.data.DataLoader(train_set, batch_size=64, shuffle=True,
+                                         generator=torch.Generator().manual_seed(_SEED))
+    train(ann, loader, epochs=1, lr=1e-3, seed=_SEED, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ann.state_dict(), path)
+    return ann
+
+
 def load_setup(samples: int | None = None, device: str | torch.device = "cpu",
-               progress: bool = False) -> Setup:
-    """Load MNIST and the (cached or freshly trained) MLP.
+               progress: bool = False, model: str = DEFAULT_MODEL) -> Setup:
+    """Load MNIST and the (cached or freshly trained) benchmark model.
 
     Args:
         samples: test images to use (default :func:`bench_samples`).
         device: ``"cpu"`` or ``"cuda"``.
-        progress: print what is happening (training takes a minute on two cores).
+        progress: print what is happening (training takes a minute or more on two cores).
+        model: a name of :data:`xbar.models.MODELS` (default ``"mlp"``).
+
+    Raises:
+        ValueError: ``model`` is not a zoo model.
     """
     from .data import mnist_datasets
-    from .models import mlp
-    from .train import evaluate, train
+    from .models import MODELS
+    from .train import evaluate
 
+    if model not in MODELS:
+        raise ValueError(f"model: unknown model {model!r}; known: {', '.join(sorted(MODELS))}")
     dev = torch.device(device)
     n = bench_samples() if samples is None else int(samples)
     train_set, _, test = mnist_datasets()
-    torch.manual_seed(_SEED)
-    ann = mlp()
-    path = cache_path()
-    if path.exists():
-        ann.load_state_dict(torch.load(path, map_location="cpu"))
-    else:
-        if progress:
-            print(f"training the benchmark MLP (one epoch), caching it at {path}")
-        loader = torch.utils.data.DataLoader(train_set, batch_size=64, shuffle=True,
-                                             generator=torch.Generator().manual_seed(_SEED))
-        train(ann, loader, epochs=1, lr=1e-3, seed=_SEED, progress=progress)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(ann.state_dict(), path)
-    ann = ann.to(dev).eval()
+    ann = _trained(model, train_set, progress).to(dev).eval()
     x, y = test.images[:n].to(dev), test.labels[:n].to(dev)
     setup = Setup(ann, list(x.split(_BATCH)), list(y.split(_BATCH)),
-                  train_set.images[:_CALIB].to(dev), dev)
+                  train_set.images[:_CALIB].to(dev), dev, model=model)
     setup.ann_acc = evaluate(ann, list(zip(setup.images, setup.labels)))
     return setup
+
+
+def model_info(ann: nn.Module, model: str = "") -> str:
+    """The model in words: its weight layers by type and its parameter count, e.g.
+    ``"2 Conv2d + 3 Linear, 61,470 parameters"`` (the MLP: ``"784-100-10 MLP, ..."``)."""
+    kinds: dict[str, int] = {}
+    for m in ann.modules():
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.BatchNorm1d, nn.BatchNorm2d)):
+            kinds[type(m).__name__] = kinds.get(type(m).__name__, 0) + 1
+    params = sum(p.numel() for p in ann.parameters())
+    text = " + ".join(f"{n} {k}" for k, n in kinds.items()) + f", {params:,} parameters"
+    if model == "mlp" and _is_plain_mlp(ann):
+        widths = [ann[1].in_features, ann[1].out_features, ann[3].out_features]
+        text = "-".join(map(str, widths)) + " MLP, " + text
+    return text
+
+
+def _is_plain_mlp(ann: nn.Module) -> bool:
+    """Flatten, Linear, ReLU, Linear without biases: the network the torch loop hand-writes."""
+    types = (nn.Flatten, nn.Linear, nn.ReLU, nn.Linear)
+    return (isinstance(ann, nn.Sequential) and len(ann) == 4
+            and all(type(m) is t for m, t in zip(ann, types))
+            and ann[1].bias is None and ann[3].bias is None)
+
+
+def skipped_configs(setup: Setup) -> dict[str, str]:
+    """``{config: why}`` for the configurations of :data:`CONFIGS` not run on ``setup``'s model:
+    the torch loop for any model but the bias-free two-layer MLP; both spikingjelly
+    configurations where spikingjelly's converter refuses the model."""
+    why: dict[str, str] = {}
+    if not _is_plain_mlp(setup.ann):
+        why["torch loop"] = (f"it is a hand-written loop of the bias-free two-layer MLP (Flatten, Linear, "
+                             f"ReLU, Linear); {setup.model} is not one")
+    refusal = sj_refusal(setup)
+    if refusal is not None:
+        why["spikingjelly"] = why["spikingjelly own enc"] = refusal
+    return {c: why[c] for c in CONFIGS if c in why}
+
+
+def configs_for(setup: Setup) -> tuple[str, ...]:
+    """The configurations of :data:`CONFIGS` that run on ``setup``'s model."""
+    skipped = skipped_configs(setup)
+    return tuple(c for c in CONFIGS if c not in skipped)
+
+
+def bptt_skip_reason(setup: Setup) -> str | None:
+    """Why the BPTT comparison does not run on ``setup``'s model (None: it runs)."""
+    if setup.model == "mlp" and _is_plain_mlp(setup.ann):
+        return None
+    return (f"the BPTT comparison is for the 784-100-10 MLP only (a hand-built spikingjelly MLP "
+            f"against xbar's, from the same weights); not run for {setup.model}")
 
 
 def _generator(device: torch.device) -> torch.Generator:
@@ -153,14 +246,34 @@ def xbar_network(setup: Setup, timesteps: int, crossbar: bool) -> Any:
 
 
 def sj_network(setup: Setup) -> nn.Module:
-    """spikingjelly 2.0's rate-coding conversion of the ANN (99.9%), single-step mode."""
+    """spikingjelly 2.0's rate-coding conversion of the ANN (99.9%), single-step mode.
+
+    Raises:
+        ValueError: spikingjelly's converter refuses the model (:func:`sj_refusal` says why).
+    """
     from spikingjelly.activation_based import ann2snn
 
     if "sj" not in setup._nets:
         recipe = ann2snn.RateCodingRecipe([(setup.calib, None)], mode="99.9%")
-        with contextlib.redirect_stderr(io.StringIO()):
-            setup._nets["sj"] = ann2snn.Converter(recipe).convert(copy.deepcopy(setup.ann)).eval()
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):
+                setup._nets["sj"] = ann2snn.Converter(recipe).convert(copy.deepcopy(setup.ann)).eval()
+        except Exception as exc:  # another library's refusal may take any form; it is reported
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            setup._nets["sj"] = (f"spikingjelly's converter refuses {setup.model}: {type(exc).__name__}: "
+                                 + re.sub(r" at 0x[0-9a-f]+", "", first))
+    if isinstance(setup._nets["sj"], str):
+        raise ValueError(setup._nets["sj"])
     return setup._nets["sj"]
+
+
+def sj_refusal(setup: Setup) -> str | None:
+    """Why spikingjelly's converter cannot convert ``setup``'s model (None: it can)."""
+    try:
+        sj_network(setup)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 @torch.no_grad()
@@ -223,6 +336,9 @@ def inference_runner(setup: Setup, config: str, timesteps: int) -> Callable[[], 
             return int(correct)
         return run_sj_own
     if config == "torch loop":
+        if not _is_plain_mlp(setup.ann):
+            raise ValueError(f"config {config!r}: not run for model {setup.model!r}: "
+                             f"{skipped_configs(setup)[config]}")
         return _torch_loop(setup, timesteps)
     raise ValueError(f"config: expected one of {CONFIGS}, got {config!r}")
 
@@ -260,6 +376,10 @@ def bptt_runners(setup: Setup, timesteps: int = 8, batch: int = 128, steps: int 
     the same weights; the first two see the same spikes."""
     import xbar
     from spikingjelly.activation_based import encoding, functional, layer, neuron, surrogate
+
+    why = bptt_skip_reason(setup)
+    if why is not None:
+        raise ValueError(f"bptt_runners: {why}")
 
     from .models import mlp
     from .train import set_surrogate
@@ -314,151 +434,48 @@ def bptt_runners(setup: Setup, timesteps: int = 8, batch: int = 128, steps: int 
             "spikingjelly own enc": make(sj_own, own_gen, sj_own_forward)}
 
 
-# -- measuring --------------------------------------------------------------------------------
+def run_setup(setup: Setup, timesteps: tuple[int, ...] = (8, 32, 128), repeats: int = 3,
+              bptt_steps: int = 10, bptt: bool = True, progress: bool = False) -> BenchResult:
+    """Run every configuration that fits ``setup``'s model at every ``T``, and the BPTT
+    comparison (the MLP only; none with ``bptt=False``).
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Any:
-    """Silence file descriptor 2 (the profiler's C++ start/stop messages)."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def peak_memory(fn: Callable[[], Any], device: torch.device) -> tuple[Any, float | None]:
-    """Run ``fn``; return its result and its peak tensor memory above the start, MiB.
-
-    CUDA: ``torch.cuda.max_memory_allocated``. CPU: the profiler's allocation events
-    (``profile_memory=True``), summed in time order; this is the tensor memory the run held
-    at its peak, not the process's resident set (None when the profiler is unavailable).
+    Args:
+        setup: data and model (:func:`load_setup`).
+        timesteps: simulation lengths.
+        repeats: timed rounds per configuration, interleaved; the best is kept.
+        bptt_steps: BPTT steps per round.
+        bptt: run the BPTT comparison (where the model allows).
+        progress: print what is happening.
     """
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        base = torch.cuda.memory_allocated(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        out = fn()
-        torch.cuda.synchronize(device)
-        return out, (torch.cuda.max_memory_allocated(device) - base) / 2 ** 20
-    try:
-        from torch.profiler import ProfilerActivity, profile
-
-        with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            out = fn()
-        events = sorted((e for e in prof.events() if e.self_cpu_memory_usage),
-                        key=lambda e: e.time_range.start)
-    except (RuntimeError, AttributeError):
-        return fn(), None
-    current = peak = 0
-    for e in events:
-        current += e.self_cpu_memory_usage
-        peak = max(peak, current)
-    return out, peak / 2 ** 20
-
-
-def _timed(fn: Callable[[], Any], device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t0
-
-
-def measure(fns: dict[str, Callable[[], Any]], device: torch.device, repeats: int = 3,
-            ) -> dict[str, dict[str, Any]]:
-    """Warm up (measuring peak memory and keeping the result), then time ``repeats``
-    interleaved rounds; returns ``{name: {"result", "mem_mib", "times"}}``."""
-    out: dict[str, dict[str, Any]] = {}
-    for name, fn in fns.items():
-        result, mem = peak_memory(fn, device)
-        out[name] = {"result": result, "mem_mib": mem, "times": []}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            out[name]["times"].append(_timed(fn, device))
-    return out
-
-
-@dataclass
-class BenchResult:
-    """Everything ``xbar bench`` prints."""
-
-    samples: int
-    device: str
-    threads: int
-    repeats: int
-    ann_acc: float
-    inference: dict[int, dict[str, dict[str, Any]]]
-    bptt: dict[str, dict[str, Any]]
-    bptt_shape: tuple[int, int, int]
+    results: dict[int, dict[str, dict[str, Any]]] = {}
+    for t in timesteps:
+        if progress:
+            print(f"{setup.model} T={t} ...", flush=True)
+        fns = {c: inference_runner(setup, c, t) for c in configs_for(setup)}
+        results[t] = measure(fns, setup.device, repeats)
+    why = bptt_skip_reason(setup) or (None if bptt else "switched off by --skip-bptt")
+    bptt_res = None
+    if why is None:
+        if progress:
+            print("BPTT ...", flush=True)
+        bptt_res = measure(bptt_runners(setup, 8, 128, bptt_steps), setup.device, repeats)
+    return BenchResult(setup.samples, str(setup.device), torch.get_num_threads(), repeats,
+                       setup.ann_acc, results, bptt_res, (8, 128, bptt_steps), model=setup.model,
+                       model_info=model_info(setup.ann, setup.model), skipped=skipped_configs(setup),
+                       bptt_note=why or "", batch=_BATCH,
+                       tolerance=_TOLERANCE.get(setup.model, _TOLERANCE_DEFAULT))
 
 
 def run_bench(samples: int | None = None, timesteps: tuple[int, ...] = (8, 32, 128),
               device: str = "cpu", repeats: int = 3, bptt_steps: int = 10,
-              progress: bool = False) -> BenchResult:
-    """Run every configuration at every ``T`` and the BPTT comparison."""
-    setup = load_setup(samples, device, progress)
-    results: dict[int, dict[str, dict[str, Any]]] = {}
-    for t in timesteps:
-        if progress:
-            print(f"T={t} ...", flush=True)
-        fns = {c: inference_runner(setup, c, t) for c in CONFIGS}
-        results[t] = measure(fns, setup.device, repeats)
-    if progress:
-        print("BPTT ...", flush=True)
-    bptt = measure(bptt_runners(setup, 8, 128, bptt_steps), setup.device, repeats)
-    return BenchResult(setup.samples, str(setup.device), torch.get_num_threads(), repeats,
-                       setup.ann_acc, results, bptt, (8, 128, bptt_steps))
+              progress: bool = False, model: str = DEFAULT_MODEL, bptt: bool = True) -> BenchResult:
+    """Load ``model``'s setup (:func:`load_setup`) and run :func:`run_setup` on it.
 
-
-def format_result(res: BenchResult) -> str:
-    """The table ``xbar bench`` prints: times, accuracies, peak memory, ratios, warnings."""
-    lines = [f"xbar bench: MNIST 784-100-10 MLP (ANN test accuracy {100 * res.ann_acc:.2f}%), "
-             f"{res.samples} test images in batches of {_BATCH}, device {res.device}, "
-             f"{res.threads} threads, best of {res.repeats}",
-             "",
-             f"{'T':>4}  {'configuration':<22}{'time s':>9}{'ms/batch':>10}{'acc %':>8}{'peak MiB':>10}"]
-    batches = -(-res.samples // _BATCH)
-    warnings = []
-    for t, rows in res.inference.items():
-        for name, r in rows.items():
-            best = min(r["times"])
-            mem = "n/a" if r["mem_mib"] is None else f"{r['mem_mib']:.0f}"
-            acc = 100 * r["result"] / res.samples
-            lines.append(f"{t:>4}  {name:<22}{best:>9.3f}{1000 * best / batches:>10.1f}{acc:>8.2f}{mem:>10}")
-        a_float = 100 * rows["xbar float"]["result"] / res.samples
-        a_sj = 100 * rows["spikingjelly"]["result"] / res.samples
-        if abs(a_float - a_sj) > 0.2:
-            warnings.append(f"WARNING: T={t}: xbar float {a_float:.2f}% and spikingjelly {a_sj:.2f}% "
-                            f"differ by {abs(a_float - a_sj):.2f} points (> 0.2) on the same input")
-    lines += ["", "ratios of best times (x+m = xbar crossbar+meter):",
-              f"{'T':>4}{'sj / x+m':>12}{'sj own enc / x+m':>19}{'x+m / xbar float':>19}"
-              f"{'x+m / crossbar':>17}{'torch loop / x+m':>19}"]
-    for t, rows in res.inference.items():
-        best = {k: min(v["times"]) for k, v in rows.items()}
-        xm = best["xbar crossbar+meter"]
-        lines.append(f"{t:>4}{best['spikingjelly'] / xm:>11.2f}x{best['spikingjelly own enc'] / xm:>18.2f}x"
-                     f"{xm / best['xbar float']:>18.2f}x{xm / best['xbar crossbar']:>16.2f}x"
-                     f"{best['torch loop'] / xm:>18.2f}x")
-    tb, bb, steps = res.bptt_shape
-    bx, bs = min(res.bptt["xbar"]["times"]), min(res.bptt["spikingjelly"]["times"])
-    mem = {k: ("n/a" if v["mem_mib"] is None else f"{v['mem_mib']:.0f} MiB") for k, v in res.bptt.items()}
-    lines += ["", f"BPTT step (T={tb}, batch {bb}, {steps} steps, Adam): xbar {1000 * bx / steps:.1f} ms/step "
-                  f"(peak {mem['xbar']}), spikingjelly {1000 * bs / steps:.1f} ms/step (peak {mem['spikingjelly']}); "
-                  f"spikingjelly / xbar = {bs / bx:.2f}x; final losses {res.bptt['xbar']['result']:.4f} / "
-                  f"{res.bptt['spikingjelly']['result']:.4f}"]
-    own = res.bptt.get("spikingjelly own enc")
-    if own is not None:
-        bo = min(own["times"])
-        lines.append(f"  spikingjelly with its own Poisson encoder: {1000 * bo / steps:.1f} ms/step; "
-                     f"spikingjelly own enc / xbar = {bo / bx:.2f}x (other random spikes: final loss "
-                     f"{own['result']:.4f})")
-    return "\n".join(lines + ([""] + warnings if warnings else []))
+    Args:
+        samples: test images (default :func:`bench_samples`).
+        timesteps, repeats, bptt_steps, bptt, progress: as :func:`run_setup`.
+        device: ``"cpu"`` or ``"cuda"``.
+        model: a name of :data:`xbar.models.MODELS` (default ``"mlp"``).
+    """
+    setup = load_setup(samples, device, progress, model=model)
+    return run_setup(setup, timesteps, repeats, bptt_steps, bptt, progress)

@@ -8,7 +8,8 @@ Usage::
     xbar reproduce [--quick]             # the whole EE 518 study: results, plots, report
     xbar train | sweep {timesteps,rates} | constrain | energy   # one step of the study
     xbar robustness [--quick]            # accuracy under non-idealities, devices compared
-    xbar bench [--samples N] [--timesteps T...] [--device cpu|cuda]   # speed side by side
+    xbar bench [--model NAME] [--samples N] [--timesteps T...] [--device cpu|cuda] [--skip-bptt]
+                                         # speed side by side with spikingjelly
 
 The parser is built by :func:`build_parser`; each command group adds itself with an
 ``_add_<group>_parser(subparsers)`` helper and every leaf command sets ``func=``, which
@@ -267,7 +268,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     import torch
 
     from xbar.bench import format_result, run_bench
+    from xbar.models import MODELS
 
+    if args.model not in MODELS:
+        _error(f"--model: unknown model {args.model!r}; known: {', '.join(sorted(MODELS))}")
+        return 2
     if args.device == "cuda" and not torch.cuda.is_available():
         _error("--device cuda: no CUDA device is available")
         return 1
@@ -280,7 +285,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         _error(f"--timesteps: must be >= 1, got {min(args.timesteps)}")
         return 2
     result = run_bench(samples=args.samples, timesteps=tuple(args.timesteps), device=args.device,
-                       repeats=args.repeats, bptt_steps=args.bptt_steps, progress=not args.quiet)
+                       repeats=args.repeats, bptt_steps=args.bptt_steps, progress=not args.quiet,
+                       model=args.model, bptt=not args.skip_bptt)
     print(format_result(result))
     return 0
 
@@ -293,9 +299,12 @@ def _add_bench_parser(subparsers: Any) -> None:
     """
     p = subparsers.add_parser(
         "bench", help="speed side by side: xbar, spikingjelly, a plain torch loop",
-        description="Time the MNIST 784-100-10 converted network (xbar with seed-4bit crossbars "
-                    "and an energy meter, xbar float, spikingjelly's converter, a torch loop) "
-                    "and one BPTT step; print times, ratios, accuracies and peak memory.")
+        description="Time a converted zoo model on MNIST (xbar with seed-4bit crossbars and an "
+                    "energy meter, xbar float, spikingjelly's converter; for the MLP also a plain "
+                    "torch loop and one BPTT step); print times, ratios, accuracies and peak memory.")
+    p.add_argument("--model", default="mlp", metavar="NAME",
+                   help="a model of the zoo, xbar.models.MODELS (mlp, lenet, ...; default mlp: "
+                        "the 784-100-10 MLP); trained one epoch and cached on first use")
     p.add_argument("--samples", type=int, default=None, metavar="N",
                    help="MNIST test images (default $XBAR_BENCH_SAMPLES or 10000)")
     p.add_argument("--timesteps", type=int, nargs="+", default=[8, 32, 128], metavar="T",
@@ -303,6 +312,8 @@ def _add_bench_parser(subparsers: Any) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device (default cpu)")
     p.add_argument("--repeats", type=int, default=3, metavar="R", help="timed rounds, best kept (default 3)")
     p.add_argument("--bptt-steps", type=int, default=10, metavar="S", help="BPTT steps per round (default 10)")
+    p.add_argument("--skip-bptt", action="store_true",
+                   help="leave out the BPTT comparison (run for the MLP only in any case)")
     p.add_argument("--quiet", action="store_true", help="print only the table")
     p.set_defaults(func=_cmd_bench)
 
