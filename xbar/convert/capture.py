@@ -53,9 +53,17 @@ def is_stock(module: nn.Module, base: type) -> bool:
 class _Tracer(fx.Tracer):
     """Leaves: crossbar layers, IF neurons, stock-forward torch layers (module docstring)."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.record_stack_traces = True
+    def create_node(self, *args: Any, **kwargs: Any) -> fx.Node:
+        """Every node with the user's line that made it (``meta["xbar_source"]``); a plain
+        ``traceback`` walk, cheaper than fx's ``record_stack_traces`` (which imports the
+        compiler stack)."""
+        node = super().create_node(*args, **kwargs)
+        frames = [f for f in traceback.extract_stack()
+                  if not os.path.abspath(f.filename).startswith((_TORCH_DIR, _XBAR_DIR))]
+        if frames and node.op not in ("placeholder", "output"):
+            f = frames[-1]
+            node.meta["xbar_source"] = f"{f.filename}:{f.lineno} ({f.name}): {(f.line or '').strip()}"
+        return node
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         if isinstance(m, (*CROSSBAR_TYPES, IFNeuron)):
@@ -81,6 +89,8 @@ _FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>[^
 def source_of(node: fx.Node) -> str:
     """Where ``node`` came from in the user's code, as ``file:line (function): code`` (the
     innermost frame of its recorded stack outside torch and xbar), or ''."""
+    if node.meta.get("xbar_source"):
+        return node.meta["xbar_source"]
     frames = [m for m in _FRAME.finditer(node.stack_trace or "")
               if not os.path.abspath(m["file"]).startswith((_TORCH_DIR, _XBAR_DIR))]
     if not frames:
