@@ -41,6 +41,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .conv_batch import conv
 from .encoding import SpikeEvents
 from .events import event_linear
 from .graph import Graph, Node
@@ -54,6 +55,7 @@ TILE_ELEMENTS = 1 << 22  # values in the largest tensor of a tile (16 MB of floa
 _SYNAPTIC = (nn.Linear, nn.Conv1d, nn.Conv2d)
 _PASSTHROUGH = (nn.Flatten, nn.Identity, nn.Dropout)
 _AFFINE_MODULES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, *_PASSTHROUGH)
+_TORCH_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)  # run by xbar.conv_batch.conv (exact types only)
 
 
 @dataclass
@@ -325,6 +327,8 @@ def _call(module: nn.Module, h: torch.Tensor, currents: bool, binary: bool, obse
     try:
         flat = h.reshape(t * b, *h.shape[2:])
         y = fast_avg_pool2d(module, flat) if type(module) is nn.AvgPool2d and hook_free(module, observers) else None
+        if type(module) in _TORCH_CONVS and module.padding_mode == "zeros" and hook_free(module, observers):
+            y = conv(flat, module.weight, module.bias, module.stride, module.padding, module.dilation, module.groups)
         if y is None and currents and not torch.is_grad_enabled() and type(module).currents is _CrossbarMixin.currents:
             y = module(flat).mul_(module.current_scale())  # what module.currents(flat) computes, in place
         elif y is None:

@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv_batch import conv
 from .crossbar import _CrossbarMixin as _CrossbarMixin
 from .crossbar import _resolve_profile as _resolve_profile
 from .device import DeviceProfile
@@ -155,7 +156,9 @@ class _CrossbarConv(_CrossbarMixin):
         return len(self.kernel_size)
 
     def _matmul(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, w, None)
+        if self.padding_mode != "zeros" or x.dim() != self._spatial + 2:
+            return self._conv_forward(x, w, None)
+        return conv(x, w, None, self.stride, self.padding, self.dilation, self.groups)
 
     def _sample_dims(self, x: torch.Tensor) -> tuple[int, ...]:
         return tuple(range(-self._spatial - 1, 0))
@@ -171,7 +174,7 @@ class _CrossbarConv(_CrossbarMixin):
         rows = w[0].numel()
         tr = self._profile.tile_rows or rows
         tap = torch.arange(rows, device=w.device).view(w.shape[1:])
-        return torch.stack([self._conv_forward(x, w * (tap // tr == t).to(w.dtype), None)
+        return torch.stack([self._matmul(x, w * (tap // tr == t).to(w.dtype))
                             for t in range(self.tiles[0])], dim=1)
 
     def _bias_view(self, out: torch.Tensor) -> torch.Tensor:
