@@ -95,3 +95,28 @@ def test_crossbar_and_snn_use_it_and_agree() -> None:
             conv_batch.GROUPS = saved
     for a, b in zip(on, off):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("crossbar", [False, True])
+def test_energy_counts_unchanged(crossbar: bool) -> None:
+    """The meter counts the same operations with the grouped path on and off (a float Conv2d
+    run by the grouped path still reaches the meter)."""
+    torch.manual_seed(0)
+    ann = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(),
+                        nn.Linear(4 * 7 * 7, 10)).eval()
+    model = xbar.to_crossbar(ann, "seed-4bit") if crossbar else ann
+    x = torch.rand(6, 1, 14, 14)
+    snn = xbar.to_snn(model, calibration=x, timesteps=6,
+                      encoder=xbar.PoissonEncoder(1.0, torch.Generator().manual_seed(3)))
+    totals = []
+    for groups in (conv_batch.GROUPS, ()):
+        saved, conv_batch.GROUPS = conv_batch.GROUPS, groups
+        try:
+            snn.encoder.generator.manual_seed(3)
+            with torch.no_grad(), xbar.EnergyMeter(snn) as meter:
+                snn(x)
+        finally:
+            conv_batch.GROUPS = saved
+        totals.append(meter.raw_totals())
+    assert totals[0]["acs"] > 6 * 6 * 4 * 14 * 14 * 0.01  # the convolution is counted
+    assert totals[0] == totals[1]

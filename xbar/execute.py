@@ -144,13 +144,13 @@ def fused_if(stage: IFNeuron, h: torch.Tensor, compiled: bool) -> torch.Tensor |
     needs_grad = torch.is_grad_enabled() and (h.requires_grad or th.requires_grad)
     if needs_grad:
         alpha = _sigmoid_surrogate(stage.surrogate)
-        if alpha is None or th.requires_grad or stage.v is not None:
+        if alpha is None or th.requires_grad or stage.v is not None or stage.v_init:
             return None
         spikes, v = _IFScanFunction.apply(h, th.detach(), alpha, subtract)
         stage.v = v
         return spikes
     with torch.no_grad():
-        v0 = torch.zeros_like(h[0]) if stage.v is None else stage.v.detach().clone()
+        v0 = stage.initial_potential(h[0]) if stage.v is None else stage.v.detach().clone()
         res = _scan_compiled(h, th, v0, subtract) if compiled and not divide else None
         spikes, v = res if res is not None else _scan(h, th, v0, subtract, divide)[:2]
     stage.v = v
@@ -327,7 +327,7 @@ def _call(module: nn.Module, h: torch.Tensor, currents: bool, binary: bool, obse
     try:
         flat = h.reshape(t * b, *h.shape[2:])
         y = fast_avg_pool2d(module, flat) if type(module) is nn.AvgPool2d and hook_free(module, observers) else None
-        if type(module) in _TORCH_CONVS and module.padding_mode == "zeros" and hook_free(module, observers):
+        if type(module) in _TORCH_CONVS and module.padding_mode == "zeros" and hook_free(module, []):
             y = conv(flat, module.weight, module.bias, module.stride, module.padding, module.dilation, module.groups)
         if y is None and currents and not torch.is_grad_enabled() and type(module).currents is _CrossbarMixin.currents:
             y = module(flat).mul_(module.current_scale())  # what module.currents(flat) computes, in place
