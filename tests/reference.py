@@ -31,7 +31,8 @@ def step_by_step(snn: xbar.SpikingNetwork, x_seq: torch.Tensor, sequence: bool =
             elif node.op == "module":
                 m = snn.get_submodule(node.target)
                 if isinstance(m, xbar.IFNeuron):
-                    v = state.get(node.name, (torch.zeros_like(hs[0]),))[0]
+                    rest = m.v_init * m._threshold_for(hs[0]).detach() + torch.zeros_like(hs[0])
+                    v = state.get(node.name, (rest,))[0]
                     out, v = if_step(hs[0], v, m._threshold_for(hs[0]), m.reset_mode)
                     state[node.name] = (v,)
                 elif isinstance(m, SpikingMaxPool):

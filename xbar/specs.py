@@ -72,7 +72,8 @@ def module_spec(m: nn.Module) -> dict:
     if isinstance(m, IFNeuron):
         return {"type": "IFNeuron", "threshold_shape": list(m.threshold.shape), "reset": m.reset_mode,
                 "step_mode": m.step_mode, "learn_threshold": isinstance(m.threshold, nn.Parameter),
-                "surrogate": _surrogate_spec(m.surrogate), "has_weight_threshold": m.weight_threshold is not None}
+                "surrogate": _surrogate_spec(m.surrogate), "has_weight_threshold": m.weight_threshold is not None,
+                "v_init": m.v_init}
     if isinstance(m, SpikingMaxPool):
         return {"type": "SpikingMaxPool", "dims": m.dims, "kernel_size": list(m.kernel_size), "stride": list(m.stride),
                 "padding": list(m.padding), "dilation": list(m.dilation), "ceil_mode": m.ceil_mode}
@@ -157,7 +158,8 @@ def _build_neuron(spec: dict) -> IFNeuron:
             raise SpecError(f"surrogate function {sur['name']!r} not found in spikingjelly")
         fn = cls(alpha=sur["alpha"]) if sur["alpha"] is not None else cls()
     n = IFNeuron(threshold=torch.ones(spec["threshold_shape"]), reset=spec["reset"], surrogate=fn,
-                 step_mode=spec["step_mode"], learn_threshold=spec["learn_threshold"])
+                 step_mode=spec["step_mode"], learn_threshold=spec["learn_threshold"],
+                 v_init=spec.get("v_init", 0.0))
     if spec["has_weight_threshold"]:
         n.weight_threshold = torch.ones(())
     return n

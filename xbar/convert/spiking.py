@@ -52,7 +52,7 @@ def _spiking_source(gm: fx.GraphModule, node: Any) -> bool:
 
 
 def build(gm: fx.GraphModule, timesteps: int, encoder: Any, reset: str, surrogate: Any,
-          maxpool: str) -> SpikingNetwork:
+          maxpool: str, v_init: float = 0.0) -> SpikingNetwork:
     """The spiking network of a normalised graph, every threshold 1 (set them with
     :func:`set_neuron`)."""
     nodes: list[Node] = []
@@ -84,7 +84,7 @@ def build(gm: fx.GraphModule, timesteps: int, encoder: Any, reset: str, surrogat
         if n.op == "call_module":
             m = gm.get_submodule(n.target)
             if isinstance(m, nn.ReLU):
-                m = IFNeuron(threshold=1.0, reset=reset, surrogate=surrogate, step_mode="m")
+                m = IFNeuron(threshold=1.0, reset=reset, surrogate=surrogate, step_mode="m", v_init=v_init)
             elif isinstance(m, (nn.MaxPool1d, nn.MaxPool2d)):
                 if maxpool == "error":
                     raise ConversionError(f"ann: max-pooling at {src or n.target} refused (maxpool='error'); "
