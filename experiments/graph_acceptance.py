@@ -2,7 +2,8 @@
 
 ``python -m xbar.experiments.graph_acceptance [--models bn-cnn res-cnn] [--out DIR]`` trains each
 zoo model for 3 epochs (Adam 1e-3, batch 64, seed 0; cached in ``DIR``), programs it onto
-``seed-4bit`` crossbars, converts it with 99.9th-percentile normalisation (calibrated on 100
+``seed-4bit`` crossbars, converts it with 99.9th-percentile normalisation (``--percentile``; IF
+neurons start from rest unless ``--v-init`` is given; calibrated on 100
 training batches of 64) and reports the test accuracy on the full MNIST test set at T=32 and
 T=64 with Poisson input at max rate 1.0, beside the ANN's. spikingjelly 2.0's converter
 (``ann2snn.Converter``, ``RateCodingRecipe(mode="99.9%")`` on the same calibration images) runs
@@ -68,7 +69,8 @@ def _sj_accuracy(ann: torch.nn.Module, calib: torch.Tensor, test: list, timestep
 
 
 def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (32, 64),
-          test_limit: int | None = None, with_sj: bool = True) -> dict[str, Any]:
+          test_limit: int | None = None, with_sj: bool = True, percentile: float = 99.9,
+          v_init: float = 0.0) -> dict[str, Any]:
     """Train (or load), convert and evaluate one zoo model; returns the figures."""
     loaders = mnist_loaders(batch_size=64, seed=0)
     ann, history = _trained(name, out, epochs, loaders)
@@ -79,31 +81,35 @@ def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (3
     else:
         test = list(zip(torch.cat([x for x, _ in test]).split(500), torch.cat([y for _, y in test]).split(500)))
     row: dict[str, Any] = {"model": name, "epochs": epochs, "history": history, "test_samples": sum(len(y) for _, y in test),
-                           "ann_acc": evaluate(ann, test)}
+                           "ann_acc": evaluate(ann, test), "percentile": percentile, "v_init": v_init}
     calib = [x for i, (x, _) in enumerate(loaders[0]) if i < 100]
     hw = xbar.to_crossbar(ann, "seed-4bit")
     row["ann_seed4_acc"] = evaluate(hw, test)
     row["snn"], row["sj"] = {}, {}
     for t in timesteps:
-        snn = xbar.to_snn(hw, calibration=calib, timesteps=t, norm="percentile", percentile=99.9,
-                          encoder=xbar.PoissonEncoder(1.0, torch.Generator().manual_seed(1)))
+        snn = xbar.to_snn(hw, calibration=calib, timesteps=t, norm="percentile", percentile=percentile,
+                          v_init=v_init, encoder=xbar.PoissonEncoder(1.0, torch.Generator().manual_seed(1)))
         t0 = time.perf_counter()
         row["snn"][t] = {"acc": evaluate(snn, test, progress=True, desc=f"{name} SNN T={t}"),
                          "wall_s": time.perf_counter() - t0}
-        if with_sj:
+        if with_sj and "sj_refusal" not in row:
             t0 = time.perf_counter()
-            row["sj"][t] = {"acc": _sj_accuracy(ann, torch.cat(calib), test, t), "wall_s": time.perf_counter() - t0}
+            try:
+                row["sj"][t] = {"acc": _sj_accuracy(ann, torch.cat(calib), test, t), "wall_s": time.perf_counter() - t0}
+            except Exception as exc:  # another library's refusal may take any form; it is reported
+                row["sj_refusal"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     return row
 
 
 def table(rows: list[dict]) -> str:
     """The printed summary: accuracies in percent on the stated test images."""
-    lines = ["model    test images  ANN %   ANN on seed-4bit %  " + "  ".join(
+    lines = ["model    test images  pct    v_init  ANN %   ANN on seed-4bit %  " + "  ".join(
         f"SNN T={t} %  sj T={t} %" for t in rows[0]["snn"])]
     for r in rows:
         cells = "  ".join(f"{100 * r['snn'][t]['acc']:>9.2f}  " + (f"{100 * r['sj'][t]['acc']:>8.2f}" if t in r["sj"]
                                                                      else f"{'-':>8}") for t in r["snn"])
-        lines.append(f"{r['model']:<8} {r['test_samples']:>11}  {100 * r['ann_acc']:5.2f}  {100 * r['ann_seed4_acc']:>18.2f}  "
+        lines.append(f"{r['model']:<8} {r['test_samples']:>11}  {r.get('percentile', 99.9):<5g}  {r.get('v_init', 0.0):<6g}  "
+                     f"{100 * r['ann_acc']:5.2f}  {100 * r['ann_seed4_acc']:>18.2f}  "
                      + cells)
     return "\n".join(lines)
 
@@ -117,13 +123,20 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timesteps", type=int, nargs="+", default=[32, 64])
     p.add_argument("--test-limit", type=int, default=None, help="test images (default: all 10000)")
     p.add_argument("--no-sj", action="store_true", help="skip spikingjelly's converter")
+    p.add_argument("--percentile", type=float, default=99.9, help="xbar's normalisation percentile (default 99.9)")
+    p.add_argument("--v-init", type=float, default=0.0,
+                   help="xbar's initial IF potential, a fraction of the threshold (default 0)")
     args = p.parse_args(argv)
     rows = []
     for name in args.models:
-        rows.append(check(name, args.out, args.epochs, tuple(args.timesteps), args.test_limit, not args.no_sj))
+        rows.append(check(name, args.out, args.epochs, tuple(args.timesteps), args.test_limit, not args.no_sj,
+                          args.percentile, args.v_init))
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "graph_acceptance.json").write_text(json.dumps(rows, indent=1))
         print(table(rows), flush=True)
+        for r in rows:
+            if "sj_refusal" in r:
+                print(f"spikingjelly's converter refuses {r['model']}: {r['sj_refusal']}")
 
 
 if __name__ == "__main__":

@@ -103,7 +103,7 @@ def res_cnn(classes: int = 10, width: int = 16) -> ResCNN:
 
     See :class:`ResCNN` for the layer list; 91,642 parameters with the defaults. Trained 3 epochs
     with Adam (lr 1e-3, batch 64, seed 0) by ``python -m xbar.experiments.graph_acceptance``, it
-    reached 98.74% on the MNIST test set.
+    reached 99.06% on the MNIST test set.
 
     Args:
         classes: output classes.
