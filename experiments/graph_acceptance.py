@@ -8,7 +8,8 @@ training batches of 64) and reports the test accuracy on the full MNIST test set
 T=64 with Poisson input at max rate 1.0, beside the ANN's. spikingjelly 2.0's converter
 (``ann2snn.Converter``, ``RateCodingRecipe(mode="99.9%")`` on the same calibration images) runs
 on the same float ANN, fed the same Poisson spikes (xbar's encoder, same seed) step by step.
-Writes ``graph_acceptance.json`` and prints a table. Runs for tens of minutes on 2 CPU cores.
+Writes ``graph_acceptance.json`` and prints a table. Both models with spikingjelly beside take
+about an hour on 2 CPU cores.
 """
 
 from __future__ import annotations
