@@ -136,6 +136,11 @@ def _integer_x(ax: Any) -> None:
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    lo, hi = ax.get_xlim()
+    if hi - lo < 1.0:  # one epoch only: one tick on it, and room either side
+        mid = round((lo + hi) / 2)
+        ax.set_xlim(mid - 0.5, mid + 0.5)
+        ax.set_xticks([mid])
 
 
 def _save(fig: Any, out_dir: Path, key: str) -> str:
@@ -386,8 +391,15 @@ def plot_energy_per_layer(results: Mapping[str, Any], out_dir: Path) -> str | No
     return _save(fig, out_dir, "energy_per_layer")
 
 
+def _recorded_split(runs: Iterable[Mapping[str, Any]]) -> str:
+    """``"test"`` when the training histories record a per-epoch test accuracy, else ``"val"``
+    (the BPTT modes of ``xbar reproduce`` record only the validation accuracy)."""
+    return "test" if any("test_acc" in h for run in runs for h in run.get("history") or []) else "val"
+
+
 def plot_ann_training(results: Mapping[str, Any], out_dir: Path) -> str | None:
-    """ANN validation and test accuracy per epoch, per seed (and surrogate training if any).
+    """ANN validation and test accuracy per epoch, per seed, and, when modes were trained with
+    surrogate gradients, their accuracy per epoch (test if recorded, else validation).
 
     Args:
         results: the results dict of ``xbar reproduce``.
@@ -422,17 +434,19 @@ def plot_ann_training(results: Mapping[str, Any], out_dir: Path) -> str | None:
     if trained:
         ax = axes[0][1]
         colors = _mode_colors(list(_modes(results)))
+        split = _recorded_split(run for runs in trained.values() for run in runs)
         for mode, runs in trained.items():
             for k, run in enumerate(runs):
-                points = _history_points(run.get("history") or [], "test_acc")
+                points = _history_points(run.get("history") or [], f"{split}_acc")
                 if points:
                     _curve(ax, points, band=False, color=colors[mode], marker="o", markersize=3,
                            alpha=1.0 if k == 0 else 0.5,
                            label=f"{mode} seed {run.get('seed', k)}")
+        word = "validation" if split == "val" else "test"
         ax.set_xlabel("epoch")
         _integer_x(ax)
-        ax.set_ylabel("test accuracy (%)")
-        ax.set_title("Surrogate-gradient SNN training (test accuracy)")
+        ax.set_ylabel(f"{word} accuracy (%)")
+        ax.set_title(f"Surrogate-gradient SNN training ({word} accuracy per epoch)")
         _percent_axis(ax)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7, loc="best")

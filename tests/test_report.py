@@ -212,3 +212,45 @@ def test_formatters_and_aggregation() -> None:
     assert [p.x for p in points] == [2, 4]
     assert points[1].mean == pytest.approx(0.6) and points[1].lo == 0.5 and points[1].hi == 0.7
     assert points[1].std == pytest.approx(0.1) and points[1].n == 2
+
+
+def _empty_parts(fig: Any) -> list[str]:
+    """Panels of ``fig`` with nothing drawn, and legend entries whose line holds no point (a
+    marker key drawn empty counts when the panel draws that marker with data)."""
+    problems = []
+    for ax in fig.axes:
+        if not ax.get_visible() or not ax.axison:
+            continue
+        lines = [ln for ln in ax.get_lines() if len(ln.get_xdata())]
+        if not (lines or ax.patches or ax.collections or ax.images):
+            problems.append(f"empty panel {ax.get_title()!r}")
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            if hasattr(handle, "get_xdata") and not len(handle.get_xdata()):
+                marker = handle.get_marker()
+                if marker not in (None, "", "None", "none") and any(ln.get_marker() == marker for ln in lines):
+                    continue
+                problems.append(f"legend entry without data {label!r} in {ax.get_title()!r}")
+    return problems
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_no_empty_panel_or_legend_entry(tmp_path: Path, monkeypatch, quick: bool) -> None:  # type: ignore[no-untyped-def]
+    """Every plot, on results whose surrogate training histories hold what the study records
+    (``epoch``, ``loss``, ``val_acc``; no test accuracy per epoch), draws data in every panel."""
+    from xbar.experiments import plots as plots_mod
+
+    results = fake_results(quick=quick)
+    for mode in results["modes"].values():
+        for run in mode["training"]:
+            run["history"] = [{k: h[k] for k in ("epoch", "loss", "val_acc")} for h in run["history"]]
+    found: dict[str, list[str]] = {}
+    real_save = plots_mod._save
+
+    def checking_save(fig, out_dir, key):  # type: ignore[no-untyped-def]
+        found[key] = _empty_parts(fig)
+        return real_save(fig, out_dir, key)
+
+    monkeypatch.setattr(plots_mod, "_save", checking_save)
+    made = make_plots(results, tmp_path)
+    assert "ann_training" in made and set(found) == set(made)
+    assert {k: v for k, v in found.items() if v} == {}
