@@ -9,7 +9,7 @@ says "not run" instead of failing.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -321,6 +321,17 @@ def _ann_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list[s
     return lines + ["", f"Mean test accuracy: {pct_pm(ann.get('test_acc_mean'), ann.get('test_acc_std'))}.", ""]
 
 
+def _seed_phrase(rows: Iterable[Mapping[str, Any]]) -> str:
+    """What a table over sweep ``rows`` averages: ``"seed 0 only"`` or ``"mean over seeds 0, 1, 2"``
+    (from the seeds the rows hold, never assumed)."""
+    seeds = sorted({r.get("seed") for r in rows if r.get("seed") is not None})
+    if not seeds:
+        return "seed not recorded"
+    if len(seeds) == 1:
+        return f"seed {seeds[0]} only"
+    return "mean over seeds " + ", ".join(str(x) for x in seeds)
+
+
 def _timestep_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
     """Accuracy against timesteps: plot and a table of mean test accuracy per T per mode."""
     modes = {m: d for m, d in _modes(results).items() if d.get("timesteps")}
@@ -339,7 +350,8 @@ def _timestep_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> l
             row.append(f"**{cell}**" if p and point_at([p], modes[mode].get("best_T")) else cell)
         rows.append(row)
     lines += _table(["T", *modes], rows)
-    return lines + ["", "Test accuracy, mean over seeds; **bold**: the best T, chosen on "
+    seeds = _seed_phrase(r for d in modes.values() for r in d["timesteps"])
+    return lines + ["", f"Test accuracy, {seeds}; **bold**: the best T, chosen on "
                     "validation accuracy (seed 0), never on test.", ""]
 
 
@@ -379,7 +391,8 @@ def _rate_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list[
         rows.append(row)
     rows.append(["best T", *(plain(d.get("best_T")) for d in modes.values())])
     lines += _table(["Max rate", *modes], rows)
-    return lines + ["", "Test accuracy, mean over seeds, each mode at its best T; **bold**: the "
+    seeds = _seed_phrase(r for d in modes.values() for r in d["rates"])
+    return lines + ["", f"Test accuracy, {seeds}, each mode at its best T; **bold**: the "
                     "best rate, the lowest rate whose validation accuracy is within 0.5 points of "
                     "the mode's best validation accuracy.", ""]
 

@@ -254,3 +254,20 @@ def test_no_empty_panel_or_legend_entry(tmp_path: Path, monkeypatch, quick: bool
     made = make_plots(results, tmp_path)
     assert "ann_training" in made and set(found) == set(made)
     assert {k: v for k, v in found.items() if v} == {}
+
+
+@pytest.mark.parametrize("seeds", [[0], [0, 1]])
+def test_sweep_captions_name_the_seeds_they_hold(tmp_path: Path, seeds: list[int]) -> None:
+    """The timestep and rate tables say "seed 0 only" when their rows hold seed 0 only (the full
+    study sweeps seed 0), and the mean over the seeds they hold otherwise; never hard-coded."""
+    results = fake_results()
+    for mode in results["modes"].values():
+        mode["timesteps"] = [r for r in mode["timesteps"] if r["seed"] in seeds]
+        mode["rates"] = [r for r in mode["rates"] if r["seed"] in seeds]
+    text = write_report(results, tmp_path, make_plots(results, tmp_path)).read_text(encoding="utf-8")
+    timestep = text.split("## Timestep sweep")[1].split("\n## ")[0]
+    rate = text.split("## Firing-rate sweep")[1].split("\n## ")[0]
+    want = "seed 0 only" if seeds == [0] else "mean over seeds 0, 1"
+    for section in (timestep, rate):
+        assert f"Test accuracy, {want}" in section
+        assert ("mean over seeds" in section) == (len(seeds) > 1)
