@@ -2,7 +2,9 @@
 
 :class:`Study` runs the steps of a configuration (``experiments/configs/*.yaml``) and keeps
 everything it measures in ``results.json`` inside its output folder, written after every step
-(atomically), with trained networks in ``checkpoints/``. A rerun with the same configuration
+(atomically), with trained networks in ``checkpoints/``: ``<name>.pt`` state dicts (what a rerun
+resumes from) and ``<name>.xbar.pt``, the same networks written by :func:`xbar.save` for
+``xbar.load``. A rerun with the same configuration
 resumes: finished steps are read back, not recomputed. ``xbar reproduce`` runs every step;
 ``xbar train``, ``xbar sweep``, ``xbar constrain`` and ``xbar energy`` run one each (and what it
 needs).
@@ -141,6 +143,16 @@ class Study:
     def _ckpt(self, key: str) -> Path:
         return self.out / "checkpoints" / f"{key}.pt"
 
+    def _keep(self, model: torch.nn.Module, ck: Path, seed: int) -> None:
+        """Write ``model``'s state dict to ``ck`` (what a rerun resumes from) and, unless it is
+        there already, the whole network to ``<key>.xbar.pt`` with :func:`xbar.save`, which
+        ``xbar.load`` reads without the study's code."""
+        if not ck.exists():
+            torch.save(model.state_dict(), ck)
+        full = ck.with_name(ck.stem + ".xbar.pt")
+        if not full.exists():
+            xbar.save(model, full, metadata={"study": self.cfg.get("name"), "checkpoint": ck.stem, "seed": seed})
+
     # -- data --------------------------------------------------------------------------------
     def data(self) -> tuple[Any, Any, Any, torch.Tensor]:
         """Images and labels: (train, val, test) tensors pairs and the calibration images."""
@@ -180,12 +192,15 @@ class Study:
         done = {r["seed"]: r for r in self.results["ann"]["per_seed"]}
         if ck.exists() and seed in done:
             model.load_state_dict(torch.load(ck, weights_only=True))
+            self._keep(model.eval(), ck, seed)
         else:
             a = self.cfg["ann"]
             hist = train(model, self.loader("train", shuffle_seed=seed), epochs=a["epochs"], lr=a["lr"],
                          val_loader=self.loader("val"), test_loader=self.loader("test"), seed=seed,
                          progress=self.progress, desc=f"ANN seed {seed}")
-            torch.save(model.state_dict(), ck)
+            ck.unlink(missing_ok=True)
+            ck.with_name(ck.stem + ".xbar.pt").unlink(missing_ok=True)
+            self._keep(model.eval(), ck, seed)
             row = {"seed": seed, "history": hist, "val_acc": hist[-1]["val_acc"] if hist else None,
                    "test_acc": hist[-1]["test_acc"] if hist else evaluate(model, self.loader("test"))}
             self.results["ann"]["per_seed"] = [r for r in self.results["ann"]["per_seed"] if r["seed"] != seed] + [row]
@@ -235,13 +250,16 @@ class Study:
         done = any(r["seed"] == seed for r in record["training"])
         if ck.exists() and done:
             snn.load_state_dict(torch.load(ck, weights_only=True))
+            self._keep(snn.eval(), ck, seed)
             return snn
         snn.encoder = self._encoder(20_000 + seed)
         snn.timesteps = t_train
         hist = train(snn, self.loader("train", shuffle_seed=seed), epochs=epochs, lr=float(s["lr"]),
                      val_loader=self.loader("val"), seed=seed, progress=self.progress,
                      desc=f"{mode} BPTT seed {seed}")
-        torch.save(snn.state_dict(), ck)
+        ck.unlink(missing_ok=True)
+        ck.with_name(ck.stem + ".xbar.pt").unlink(missing_ok=True)
+        self._keep(snn.eval(), ck, seed)
         record["training"] = [r for r in record["training"] if r["seed"] != seed] + [{"seed": seed, "T": t_train, "history": hist}]
         self.save()
         return snn

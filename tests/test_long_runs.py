@@ -233,6 +233,14 @@ def test_keyboard_interrupt_keeps_finished_steps_and_rerun_resumes(tmp_path: Pat
     assert saved["constrain"]["runs"] == []
     ann_ckpt = out / "checkpoints" / "ann_seed0.pt"
     stamp = ann_ckpt.stat().st_mtime_ns
+    loaded = xbar.load(out / "checkpoints" / "ann_seed0.xbar.pt")  # the study's network, without its code
+    from xbar.models import build_model
+
+    plain = build_model(cfg["model"])
+    plain.load_state_dict(torch.load(ann_ckpt, weights_only=True))
+    probe = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded.eval()(probe), plain.eval()(probe))
 
     with monkeypatch.context() as m, _one_thread():
         _forbid(m, study_mod, "train", "timestep_sweep")
