@@ -427,6 +427,25 @@ def _constrain_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> 
                     "maximum over epochs of subset test accuracy, shown for reference only." + note, ""]
 
 
+def _encoder_spikes(energy: Mapping[str, Any]) -> Any:
+    """The input events of the first synaptic layer (the encoder's spikes), per sample."""
+    first = next((l for l in energy.get("layers") or [] if l.get("kind") not in ("if", "digital", "output")), None)
+    return None if first is None else first.get("input_events")
+
+
+def _zero_terms(modes: Mapping[str, Mapping[str, Any]]) -> str:
+    """A clause naming the terms of Total J that are zero in every mode (the device profile
+    gives them no energy, or the network has no such work), e.g. ``"; here the ADC, neuron and
+    digital terms are 0, so Total J = Crossbar J"``."""
+    names = (("adc_j", "ADC"), ("neuron_j", "neuron"), ("digital_j", "digital"))
+    terms = [name for key, name in names if all(not _num((e.get("totals") or {}).get(key)) for e in modes.values())]
+    if not terms:
+        return ""
+    tail = ", so Total J = Crossbar J" if len(terms) == len(names) else ""
+    listed = ", ".join(terms[:-1]) + (" and " if len(terms) > 1 else "") + terms[-1]
+    return f"; here the {listed} term{'s are' if len(terms) > 1 else ' is'} 0{tail}"
+
+
 def _energy_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
     """Energy per sample per mode from the device model, against digital ACs and MACs."""
     modes = {m: d["energy"] for m, d in _modes(results).items() if (d.get("energy") or {}).get("totals")}
@@ -439,16 +458,21 @@ def _energy_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> lis
         tot = energy["totals"]
         snn, ann = _num(tot.get("digital_snn_j")), _num(tot.get("digital_ann_j"))
         ratio = f"{ann / snn:.2f}×" if snn and ann is not None else DASH
-        rows.append([mode, plain(_modes(results)[mode].get("best_T")), count(tot.get("input_events")),
-                     count(tot.get("acs")), sci(tot.get("crossbar_j")), sci(tot.get("joules")),
-                     sci(snn), sci(ann), ratio])
-    lines += _table(["Mode", "T", "Input spikes", "ACs", "Crossbar J", "Total J", "Digital SNN J",
-                     "Digital ANN J", "ANN/SNN digital"], rows)
+        rows.append([mode, plain(_modes(results)[mode].get("best_T")), count(_encoder_spikes(energy)),
+                     count(tot.get("input_events")), count(tot.get("acs")), sci(tot.get("crossbar_j")),
+                     sci(tot.get("joules")), sci(snn), sci(ann), ratio])
+    lines += _table(["Mode", "T", "Encoder spikes", "Input events, all layers", "ACs", "Crossbar J",
+                     "Total J", "Digital SNN J", "Digital ANN J", "ANN/SNN digital"], rows)
     samples = {plain(e.get("samples")) for e in modes.values()}
     devices = {str(e.get("device")) for e in modes.values()}
-    return lines + ["", f"Per test sample (averaged over {', '.join(sorted(samples))} samples), at "
+    return lines + ["", f"Per test sample, averaged over the first {', '.join(sorted(samples))} MNIST "
+                    "test images (configuration `energy.test_limit`; the timestep sweep's energy "
+                    "column uses its own test images, so the two differ), seed 0. \"Encoder "
+                    "spikes\" are the input spikes entering the first layer; \"Input events, all "
+                    "layers\" adds the spikes entering every later layer. At "
                     f"each mode's best T, device `{', '.join(sorted(devices))}`. Total J is the "
-                    "analog model: crossbar reads plus ADC, neuron updates and spikes. Digital "
+                    "analog model: crossbar reads plus ADC conversions, neuron updates and spikes, "
+                    f"and digital work (bias adds, merges){_zero_terms(modes)}. Digital "
                     "SNN J is ACs × the AC energy; digital ANN J is the ANN's MACs × the MAC "
                     "energy (per-operation energies from the device profile).", ""]
 

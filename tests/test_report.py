@@ -271,3 +271,27 @@ def test_sweep_captions_name_the_seeds_they_hold(tmp_path: Path, seeds: list[int
     for section in (timestep, rate):
         assert f"Test accuracy, {want}" in section
         assert ("mean over seeds" in section) == (len(seeds) > 1)
+
+
+def test_energy_table_names_what_it_counts(tmp_path: Path) -> None:
+    """The energy table's spike column is the encoder's spikes (the first layer's input events),
+    not the sum over layers; the caption names the sample set and the terms of Total J that are
+    zero, read from the data."""
+    results = fake_results()
+    text = write_report(results, tmp_path, make_plots(results, tmp_path)).read_text(encoding="utf-8")
+    energy = text.split("## Energy")[1].split("\n## ")[0]
+    header = next(line for line in energy.splitlines() if line.startswith("| Mode"))
+    cols = [c.strip() for c in header.strip("|").split("|")]
+    assert "Input spikes" not in cols and {"Encoder spikes", "Input events, all layers"} <= set(cols)
+    mode = next(iter(results["modes"]))
+    row = next(line for line in energy.splitlines() if line.startswith(f"| {mode} |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    layers = results["modes"][mode]["energy"]["layers"]
+    first, total = layers[0]["input_events"], sum(layer["input_events"] for layer in layers)
+    assert float(cells[cols.index("Encoder spikes")].replace(",", "")) == pytest.approx(first, rel=1e-3)
+    assert float(cells[cols.index("Input events, all layers")].replace(",", "")) == pytest.approx(total, rel=1e-3)
+    assert "the first 10000 MNIST test images" in energy
+    assert "here the ADC, neuron and digital terms are 0, so Total J = Crossbar J" in energy
+    results["modes"][mode]["energy"]["totals"]["adc_j"] = 1e-12  # a device with an ADC
+    text = write_report(results, tmp_path, make_plots(results, tmp_path)).read_text(encoding="utf-8")
+    assert "here the neuron and digital terms are 0." in text.split("## Energy")[1]
