@@ -424,7 +424,28 @@ def _constrain_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> 
     note = f" Unconstrained ANN test accuracy: {pct(ann)}." if ann is not None else ""
     return lines + ["", "Test accuracy on the per-epoch test subset, except \"Final acc, full "
                     "test set\" (every test image, last epoch). \"Best acc (any epoch)\" is the "
-                    "maximum over epochs of subset test accuracy, shown for reference only." + note, ""]
+                    "maximum over epochs of subset test accuracy, shown for reference only." + note
+                    + _constrain_scope(results), ""]
+
+
+def _constrain_scope(results: Mapping[str, Any]) -> str:
+    """What the constrained runs are, from the configuration: one seed, the evaluation subsets,
+    every layer constrained, and the extra epochs beyond the ANN's training."""
+    cfg = results.get("config") or {}
+    c, a = cfg.get("constrain") or {}, cfg.get("ann") or {}
+    parts = [" Every run starts from seed 0's networks (one seed, no spread)."]
+    if c.get("val_limit") is not None and c.get("test_limit") is not None:
+        parts.append(f" Per-epoch accuracies use the first {plain(c['val_limit'])} validation and the "
+                     f"first {plain(c['test_limit'])} test images.")
+    model = cfg.get("model", "mlp")
+    which = " (both layers of the 784-100-10 MLP)" if model == "mlp" else f" of `{model}`"
+    parts.append(f" xbar constrains every weight layer{which}; the study constrained one.")
+    if c.get("epochs") is not None and a.get("epochs") is not None:
+        parts.append(f" Each run finetunes {plain(c['epochs'])} more epochs (the ANN itself trained "
+                     f"{plain(a['epochs'])}), so an accuracy above the unconstrained ANN's can come "
+                     "from the extra training: no unconstrained finetuning of the same length is "
+                     "run as a reference.")
+    return "".join(parts)
 
 
 def _encoder_spikes(energy: Mapping[str, Any]) -> Any:

@@ -295,3 +295,17 @@ def test_energy_table_names_what_it_counts(tmp_path: Path) -> None:
     results["modes"][mode]["energy"]["totals"]["adc_j"] = 1e-12  # a device with an ADC
     text = write_report(results, tmp_path, make_plots(results, tmp_path)).read_text(encoding="utf-8")
     assert "here the neuron and digital terms are 0." in text.split("## Energy")[1]
+
+
+def test_constraint_caption_states_scope(tmp_path: Path) -> None:
+    """The constrained-finetuning caption says, from the configuration, that the runs are one seed,
+    which subsets they are evaluated on, that every layer is constrained, and how many epochs
+    they add to the ANN's."""
+    results = fake_results()
+    results["config"].update(constrain={"epochs": 20, "val_limit": 500, "test_limit": 1000}, ann={"epochs": 5})
+    text = write_report(results, tmp_path, make_plots(results, tmp_path)).read_text(encoding="utf-8")
+    section = text.split("## Hardware constraints")[1].split("\n## ")[0]
+    assert "seed 0's networks (one seed" in section
+    assert "first 500 validation and the first 1000 test images" in section
+    assert "both layers of the 784-100-10 MLP" in section
+    assert "finetunes 20 more epochs (the ANN itself trained 5)" in section
