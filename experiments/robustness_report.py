@@ -14,7 +14,7 @@ from typing import Any
 
 from .outputs import _write
 from .plots import DPI, _curve, _grouped_bars, _mode_colors, _percent_axis, _pyplot, aggregate_rows
-from .report import DASH, _num, _table, pct, plain
+from .report_format import DASH, _num, _table, pct, plain
 
 ACCEPTANCE_THRESHOLD = 0.96  # default target of the hardware-aware network at the acceptance condition
 MODELS = ("conversion", "hardware-aware")
