@@ -212,7 +212,8 @@ def test_sequential_nested_in_sequential():
 
 
 class _MLP(nn.Module):
-    """Linear-act-Linear-act-Linear with the activation given by ``act``."""
+    """Linear-act-Linear-act-Linear with the activation given by ``act``. Each subclass below
+    writes ``act`` (or its own ``forward``) in one of the forms ``to_snn`` must accept or refuse."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -221,7 +222,8 @@ class _MLP(nn.Module):
         self.fc3 = nn.Linear(10, 4)
 
     def act(self, h: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The activation; the base class has none, so a subclass that forgets it fails loudly."""
+        raise TypeError(f"{type(self).__name__}: a test model must define act() or its own forward()")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc3(self.act(self.fc2(self.act(self.fc1(x)))))
