@@ -71,7 +71,7 @@ def _sj_accuracy(ann: torch.nn.Module, calib: torch.Tensor, test: list, timestep
 
 def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (32, 64),
           test_limit: int | None = None, with_sj: bool = True, percentile: float = 99.9,
-          v_init: float = 0.0) -> dict[str, Any]:
+          v_init: float = 0.0, channelwise: bool = False) -> dict[str, Any]:
     """Train (or load), convert and evaluate one zoo model; returns the figures."""
     loaders = mnist_loaders(batch_size=64, seed=0)
     ann, history = _trained(name, out, epochs, loaders)
@@ -82,14 +82,15 @@ def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (3
     else:
         test = list(zip(torch.cat([x for x, _ in test]).split(500), torch.cat([y for _, y in test]).split(500)))
     row: dict[str, Any] = {"model": name, "epochs": epochs, "history": history, "test_samples": sum(len(y) for _, y in test),
-                           "ann_acc": evaluate(ann, test), "percentile": percentile, "v_init": v_init}
+                           "ann_acc": evaluate(ann, test), "percentile": percentile, "v_init": v_init,
+                           "channelwise": channelwise}
     calib = [x for i, (x, _) in enumerate(loaders[0]) if i < 100]
     hw = xbar.to_crossbar(ann, "seed-4bit")
     row["ann_seed4_acc"] = evaluate(hw, test)
     row["snn"], row["sj"] = {}, {}
     for t in timesteps:
         snn = xbar.to_snn(hw, calibration=calib, timesteps=t, norm="percentile", percentile=percentile,
-                          v_init=v_init, encoder=xbar.PoissonEncoder(1.0, torch.Generator().manual_seed(1)))
+                          v_init=v_init, channelwise=channelwise, encoder=xbar.PoissonEncoder(1.0, torch.Generator().manual_seed(1)))
         t0 = time.perf_counter()
         row["snn"][t] = {"acc": evaluate(snn, test, progress=True, desc=f"{name} SNN T={t}"),
                          "wall_s": time.perf_counter() - t0}
@@ -127,11 +128,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--percentile", type=float, default=99.9, help="xbar's normalisation percentile (default 99.9)")
     p.add_argument("--v-init", type=float, default=0.0,
                    help="xbar's initial IF potential, a fraction of the threshold (default 0)")
+    p.add_argument("--channelwise", action="store_true",
+                   help="xbar's channel-wise normalisation (to_snn(channelwise=True); default: layer-wise)")
     args = p.parse_args(argv)
     rows = []
     for name in args.models:
         rows.append(check(name, args.out, args.epochs, tuple(args.timesteps), args.test_limit, not args.no_sj,
-                          args.percentile, args.v_init))
+                          args.percentile, args.v_init, args.channelwise))
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "graph_acceptance.json").write_text(json.dumps(rows, indent=1))
         print(table(rows), flush=True)
