@@ -76,3 +76,25 @@ def test_to_snn_channelwise_arguments():
     snn = xbar.to_snn(model, calibration=iter([x, x]), channelwise=True, timesteps=4)
     assert snn.conversion["channelwise"] is True
     assert snn(x).shape == (8, 10)
+
+
+def test_one_shot_calibration_iterator_reads_every_batch():
+    torch.manual_seed(1)
+    model = build_model("bn-cnn").eval()
+    batches = [torch.rand(8, 1, 28, 28), torch.rand(8, 1, 28, 28) * 3]
+    listed = xbar.to_snn(model, calibration=batches, timesteps=4, norm="max")
+    once = xbar.to_snn(model, calibration=(b for b in batches), timesteps=4, norm="max")
+    for (k, a), (_, b) in zip(listed.state_dict().items(), once.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
+def test_channelwise_checkpoint_round_trip(tmp_path):
+    model = _trained_like(build_model("res-cnn"))
+    x = torch.rand(8, 1, 28, 28)
+    hw = xbar.to_crossbar(model, "seed-4bit")
+    snn = xbar.to_snn(hw, calibration=x, channelwise=True, v_init=0.5, timesteps=4,
+                      encoder=xbar.ConstantEncoder())
+    xbar.save(snn, tmp_path / "s.xbar.pt")
+    back = xbar.load(tmp_path / "s.xbar.pt")
+    assert back.conversion.get("channelwise") is True
+    assert torch.equal(back(x), snn(x))

@@ -34,7 +34,7 @@ from torch import fx, nn
 from ..validation import check_finite, check_network_input
 from .capture import ConversionError
 
-__all__ = ["CalibrationData", "activation_scales", "entry_stages", "positive", "spike_norm"]
+__all__ = ["CalibrationData", "activation_scales", "entry_stages", "positive", "run_hooked", "spike_norm"]
 
 NORMS = ("none", "max", "percentile", "spike-norm", "percentile-all")
 _MAX_PERCENTILE_SAMPLES = 200_000
@@ -121,6 +121,23 @@ def _run(gm: fx.GraphModule, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def run_hooked(gm: fx.GraphModule, hooks: dict[str, Any], batches: Iterable[torch.Tensor],
+               device: torch.device) -> int:
+    """Run ``gm`` on every batch with the forward hooks ``hooks`` (module path -> hook) in place;
+    returns the samples seen. The hooks are removed afterwards, also on an error."""
+    handles = [gm.get_submodule(path).register_forward_hook(fn) for path, fn in hooks.items()]
+    seen = 0
+    try:
+        for x in batches:
+            seen += x.shape[0]
+            _run(gm, x.to(device))
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+@torch.no_grad()
 def activation_scales(gm: fx.GraphModule, calibration: CalibrationData, percentile: float | None,
                       device: torch.device, zeros: bool = False) -> dict[str, float]:
     """Max or percentile of every ReLU's output over the calibration data (of the non-zero
@@ -133,7 +150,6 @@ def activation_scales(gm: fx.GraphModule, calibration: CalibrationData, percenti
     maxima = dict.fromkeys(relus, 0.0)
     samples: dict[str, list[torch.Tensor]] = {r: [] for r in relus}
     gen = torch.Generator().manual_seed(0)
-    seen = 0
 
     def hook(path: str):
         def record(_m: nn.Module, _args: tuple, h: torch.Tensor) -> None:
@@ -146,14 +162,7 @@ def activation_scales(gm: fx.GraphModule, calibration: CalibrationData, percenti
                 samples[path].append(nz)
         return record
 
-    handles = [gm.get_submodule(r).register_forward_hook(hook(r)) for r in relus]
-    try:
-        for x in calibration:
-            seen += x.shape[0]
-            _run(gm, x.to(device))
-    finally:
-        for h in handles:
-            h.remove()
+    seen = run_hooked(gm, {r: hook(r) for r in relus}, calibration, device)
     if seen == 0:
         raise ValueError("calibration: the loader yielded no samples")
     if percentile is None:

@@ -36,12 +36,12 @@ import torch
 from torch import fx, nn
 
 from . import ops
-from .balance import CalibrationData, _run
+from .balance import CalibrationData, run_hooked
 from .normalise import POOLS, SYNAPTIC
 
 __all__ = ["channel_groups", "channel_scales", "equalise_channels"]
 
-_MAX_PER_CHANNEL = 20_000
+_MAX_PER_CHANNEL = 4096  # values kept per channel and batch (the layer-wise pass keeps 200k per batch)
 _PASS = (nn.ReLU, nn.Flatten, *POOLS)
 
 
@@ -157,13 +157,7 @@ def channel_scales(gm: fx.GraphModule, relus: list[str], calibration: Calibratio
                 rows[c].append(vals)
         return record
 
-    handles = [gm.get_submodule(r).register_forward_hook(hook(r)) for r in relus]
-    try:
-        for x in calibration:
-            _run(gm, x.to(device))
-    finally:
-        for h in handles:
-            h.remove()
+    run_hooked(gm, {r: hook(r) for r in relus}, calibration, device)
     out: dict[str, np.ndarray] = {}
     for r in relus:
         if percentile is None:
@@ -185,13 +179,9 @@ def _layer_dims(gm: fx.GraphModule, x: torch.Tensor | None, device: torch.device
     dims: dict[str, tuple[int, int]] = {}
     if x is None:
         return dims
-    handles = [m.register_forward_hook(lambda _m, a, h, k=k: dims.__setitem__(k, (a[0].dim(), h.dim())))
-               for k, m in gm.named_modules() if isinstance(m, SYNAPTIC)]
-    try:
-        _run(gm, x.to(device))
-    finally:
-        for h in handles:
-            h.remove()
+    hooks = {k: (lambda _m, a, h, k=k: dims.__setitem__(k, (a[0].dim(), h.dim())))
+             for k, m in gm.named_modules() if isinstance(m, SYNAPTIC)}
+    run_hooked(gm, hooks, [x], device)
     return dims
 
 

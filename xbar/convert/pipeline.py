@@ -23,8 +23,8 @@ from ..snn import SpikingNetwork
 from ..validation import check_number, check_parameters_finite
 from .balance import CalibrationData, activation_scales, check_maxpool, check_norm, entry_stages, spike_norm
 from .batchnorm import fold_batchnorm
-from .equalise import equalise_channels
 from .capture import ConversionError, capture
+from .equalise import equalise_channels
 from .normalise import SYNAPTIC, canonicalize, swap_maxpool_relu
 from .spiking import balance, build, set_neuron
 
@@ -123,7 +123,6 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
     if channelwise:
         stat = percentile if norm in ("percentile", "percentile-all") else None
         equalise_channels(gm, calib, stat, device, zeros=norm == "percentile-all")
-        calib = CalibrationData(calibration, entry_stages(gm))
 
     snn = build(gm, timesteps, encoder, reset, surrogate, maxpool, v_init)
     lambdas = None
