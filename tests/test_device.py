@@ -375,6 +375,7 @@ def _mutate(doc: Any, data: st.DataObject) -> Any:
     return doc
 
 
+@pytest.mark.filterwarnings("ignore::xbar.device_fields.DeviceProfileWarning")  # mutants may be implausible
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), start=st.sampled_from(SHIPPED + ["<table>"]), n=st.integers(1, 4))
 def test_mutated_profiles_only_raise_profile_errors(data: st.DataObject, start: str, n: int) -> None:
@@ -412,3 +413,129 @@ def test_error_messages_stay_on_one_line() -> None:
         parse_device(doc, path="two\nlines.yaml")
     assert info.value.field == "bad\nkey" and info.value.path == "two\nlines.yaml"
     assert "\n" not in str(info.value) and "bad\\nkey" in str(info.value)
+
+
+# --- every error at once, strings are not numbers, implausible conductances ----------------------
+
+def test_every_error_of_a_profile_is_reported_at_once(tmp_path: Path) -> None:
+    doc = _edit(lambda d: (d["noise"].__setitem__("programming_sigma", -0.1), d["read"].__setitem__("voltage_v", 0),
+                           d["periphery"].__setitem__("adc_bits", 1)))
+    path = tmp_path / "three.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(DeviceProfileError) as info:
+        load_device_file(path)
+    err = info.value
+    assert [field for field, _reason in err.errors] == ["read.voltage_v", "noise.programming_sigma",
+                                                        "periphery.adc_bits"]
+    assert (err.path, err.field) == (str(path), "read.voltage_v")
+    assert str(err).startswith(f"{path}: 3 errors: read.voltage_v: must be > 0") and "\n" not in str(err)
+    assert "noise.programming_sigma: must be >= 0, got -0.1" in str(err)
+    assert "periphery.adc_bits: must be between 2 and 32, got 1" in str(err)
+    import pickle
+
+    again = pickle.loads(pickle.dumps(err))
+    assert (again.path, again.field, again.errors, str(again)) == (err.path, err.field, err.errors, str(err))
+
+
+def test_errors_in_different_sections_and_keys_are_all_listed() -> None:
+    doc = _edit(lambda d: (d.__setitem__("colour", "red"), d["conductance"].__setitem__("g_max_us", "big"),
+                           d["faults"].__setitem__("stuck_on", 1.5), d["read"].pop("pulse_ns"),
+                           d.__setitem__("name", "")))
+    with pytest.raises(DeviceProfileError) as info:
+        parse_device(doc, path="many.yaml")
+    assert sorted(f for f, _ in info.value.errors) == sorted(
+        ["colour", "name", "conductance.g_max_us", "faults.stuck_on", "read.pulse_ns"])
+
+
+def test_a_single_error_keeps_the_one_error_message() -> None:
+    with pytest.raises(DeviceProfileError) as info:
+        parse_device(_edit(_set("read", "voltage_v", -1.0)), path="one.yaml")
+    assert str(info.value) == "one.yaml: read.voltage_v: must be > 0, got -1.0"
+    assert info.value.errors == (("read.voltage_v", "must be > 0, got -1.0"),)
+
+
+def test_direct_construction_reports_every_error() -> None:
+    with pytest.raises(DeviceProfileError) as info:
+        DeviceProfile(name="d", g_min=1e-6, g_max=4e-6, read_sigma=-0.1, stuck_on=2.0, adc_bits=1)
+    assert [f for f, _ in info.value.errors] == ["noise.read_sigma", "faults.stuck_on", "periphery.adc_bits"]
+
+
+QUOTED = [('g_max_us: 100.0', 'g_max_us: "100"', "conductance.g_max_us"),
+          ('g_max_us: 100.0', "g_max_us: '1e2'", "conductance.g_max_us"),
+          ('pulse_ns: 10.0', 'pulse_ns: "10"', "read.pulse_ns"),
+          ('levels: 16', 'levels: "16"', "conductance.levels"),
+          ('g_max_us: 100.0', 'g_max_us: yes', "conductance.g_max_us"),
+          ('voltage_v: 0.2', 'voltage_v: true', "read.voltage_v")]
+
+
+@pytest.mark.parametrize("old, new, field", QUOTED, ids=[q[1] for q in QUOTED])
+def test_quoted_numbers_and_booleans_are_refused(tmp_path: Path, old: str, new: str, field: str) -> None:
+    text = yaml.safe_dump(BASE, sort_keys=False)
+    assert old in text
+    path = tmp_path / "quoted.yaml"
+    path.write_text(text.replace(old, new))
+    with pytest.raises(DeviceProfileError) as info:
+        load_device_file(path)
+    assert info.value.field == field
+    kind = "boolean" if new.endswith(("yes", "true")) else "a YAML string"
+    assert kind in info.value.reason
+    assert "must be a number" in info.value.reason or "must be an integer" in info.value.reason
+
+
+def test_python_strings_are_not_numbers() -> None:
+    with pytest.raises(DeviceProfileError, match=r"conductance.g_max_us: must be a number, got a YAML string '1e2'"):
+        parse_device(_edit(_set("conductance", "g_max_us", "1e2")))
+
+
+def _warnings_of(call: Callable[[], Any]) -> tuple[Any, list[str]]:
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = call()
+    return out, [str(w.message) for w in caught]
+
+
+def test_conductance_in_siemens_warns_but_loads(tmp_path: Path) -> None:
+    from xbar.device import DeviceProfileWarning
+
+    path = tmp_path / "siemens.yaml"
+    path.write_text(yaml.safe_dump(BASE, sort_keys=False).replace("g_max_us: 100.0", "g_max_us: 1e-6"))
+    with pytest.warns(DeviceProfileWarning) as record:
+        dev = load_device_file(path)
+    assert dev.g_max == 1e-12
+    (message,) = [str(w.message) for w in record]
+    assert message.startswith(f"{path}: conductance.g_max_us: 1e-06 uS (1 pS) is outside")
+    assert "1 nS to 10 mS" in message and "microsiemens" in message and "g_max_us: 1" in message
+
+
+@pytest.mark.parametrize("cond, field", [
+    ({"g_max_us": 1e5, "on_off_ratio": 10.0}, "conductance.g_max_us"),
+    ({"g_max_us": 5e-4, "on_off_ratio": 10.0}, "conductance.g_max_us"),
+    ({"states_us": [1e-7, 2e-7, 4e-7]}, "conductance.states_us[0]"),
+    ({"states_us": [1.0, 2.0, 2e4]}, "conductance.states_us[2]"),
+])
+def test_implausible_conductances_warn(cond: dict[str, Any], field: str) -> None:
+    _dev, messages = _warnings_of(lambda: parse_device(_edit(_table(**cond)), path="p.yaml"))
+    assert len(messages) == 1 and messages[0].startswith(f"p.yaml: {field}: ")
+
+
+@pytest.mark.parametrize("cond", [{"g_max_us": 1e-3, "on_off_ratio": 1.5}, {"g_max_us": 1e4, "on_off_ratio": 10.0},
+                                  {"states_us": [0.001, 10000.0]}])
+def test_plausible_edges_do_not_warn(cond: dict[str, Any]) -> None:
+    assert _warnings_of(lambda: parse_device(_edit(_table(**cond))))[1] == []
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_profiles_load_without_warnings(name: str) -> None:
+    dev, messages = _warnings_of(lambda: load_device(name))
+    assert messages == [] and dev.name == name
+    assert _warnings_of(lambda: parse_device(yaml.safe_load(dev.to_yaml())))[1] == []
+
+
+def test_exponent_forms_are_numbers(tmp_path: Path) -> None:
+    text = yaml.safe_dump(BASE, sort_keys=False).replace("g_max_us: 100.0", "g_max_us: 1.0E2").replace(
+        "pulse_ns: 10.0", "pulse_ns: 1.0e1").replace("adc_pj: 0.0", "adc_pj: -0e0")
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    assert load_device_file(path) == parse_device(BASE)

@@ -1,25 +1,29 @@
 """Device profiles: what a memristor can store, how it is read, and how it misbehaves.
 
-A profile is a YAML file (schema 1, see ``DESIGN.md``) with the units in the key names
-(``g_max_us`` microsiemens, ``pulse_ns`` nanoseconds). :func:`load_device` reads a shipped profile
-by name (the YAML files of ``xbar.devices``) or a file by path, :func:`parse_device` validates a
-parsed mapping; both return a frozen :class:`DeviceProfile` in SI units (siemens, volts, seconds).
-A bad profile raises :class:`DeviceProfileError` (a ``ValueError``) whose one-line message names
-the file and the field: ``devices/foo.yaml: conductance.on_off_ratio: must be > 1, got 0.5``.
+A profile is a YAML file (schema 1, documented field by field in ``docs/devices.md``) with the
+units in the key names (``g_max_us`` microsiemens, ``pulse_ns`` nanoseconds). :func:`load_device`
+reads a shipped profile by name (the YAML files of ``xbar.devices``) or a file by path,
+:func:`parse_device` validates a parsed mapping; both return a frozen :class:`DeviceProfile` in SI
+units (siemens, volts, seconds). A bad profile raises one :class:`DeviceProfileError` (a
+``ValueError``) listing every error found, each naming the file and the field:
+``devices/foo.yaml: conductance.on_off_ratio: must be > 1, got 0.5`` for one, ``foo.yaml: 2
+errors: read.voltage_v: ...; noise.read_sigma: ...`` for several (``.errors`` holds the pairs).
 
-YAML 1.1 (PyYAML) reads ``1e-6`` (no dot in the mantissa) as a string, so a string that parses
-as a finite float is accepted wherever a number belongs; any other string there is an error, and
-booleans are never numbers. Conductances and the read pulse are rounded to 12 significant digits
-so that :meth:`DeviceProfile.to_yaml` output reads back identical.
+Numbers are YAML numbers: the loader reads an unquoted ``1e-6`` as a float (PyYAML's YAML 1.1
+rules alone would read it as a string), and a string where a number belongs (``g_max_us:
+"100"``) is an error, as are booleans. A conductance outside 1 nS to 10 mS (``g_max_us: 1e-6``,
+written in siemens, is 1 pS) loads with a :class:`DeviceProfileWarning` naming the field and the
+likely unit mistake. Conductances and the read pulse are rounded to 12 significant digits so
+that :meth:`DeviceProfile.to_yaml` output reads back identical.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -27,14 +31,15 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import yaml
 
-from .device_fields import (DeviceProfileError, _adc_bits, _bits, _canon, _count, _describe, _fraction, _integer,
-                            _nonneg, _number, _positive, _text)
+from .device_fields import (BAD, DeviceProfileError, DeviceProfileWarning, _adc_bits, _bits, _canon, _count,
+                            _describe, _Errors, _fraction, _integer, _nonneg, _number, _positive, _text,
+                            warn_implausible)
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DeviceProfile", "DeviceProfileError", "list_devices", "load_device", "load_device_file",
-           "parse_device"]
+__all__ = ["DeviceProfile", "DeviceProfileError", "DeviceProfileWarning", "list_devices", "load_device",
+           "load_device_file", "parse_device"]
 
 SCHEMA_VERSION = 1
 MAX_LEVELS = 65536  # largest state table a profile may ask for
@@ -104,6 +109,12 @@ def _make_states(g_min: float, g_max: float, levels: int, spacing: str) -> tuple
     return (g_min, *(_canon(g) for g in inner), g_max)
 
 
+def _check_faults(stuck_off: float, stuck_on: float, errs: _Errors) -> None:
+    """Both stuck fractions together cannot exceed the whole array."""
+    if stuck_off + stuck_on > 1:
+        errs.add("faults", f"stuck_off + stuck_on must be <= 1, got {stuck_off + stuck_on!r}")
+
+
 @dataclass(frozen=True)
 class DeviceProfile:
     """A memristive device as the crossbar sees it, in SI units.
@@ -149,19 +160,32 @@ class DeviceProfile:
     path: str | None = field(default=None, compare=False)   # file it was loaded from
 
     def __post_init__(self) -> None:
-        where = self.path or "<DeviceProfile>"
+        errs = _Errors(self.path or "<DeviceProfile>")
         put = self._put
         for attr in ("name", "description", "source"):
-            put(attr, _text(getattr(self, attr), where, attr))
-        if not self.name:
-            raise DeviceProfileError(where, "name", "must be a non-empty string")
+            value = errs.check(_text, getattr(self, attr), attr)
+            if value is not BAD:
+                put(attr, value)
+        if self.name == "":
+            errs.add("name", "must be a non-empty string")
+        bad = set()
         for keys in _SECTIONS.values():
             for attr, check, _scale in keys.values():
-                put(attr, check(getattr(self, attr), where, _ATTR_FIELD[attr]))
-        put("read_time", _canon(self.read_time))
-        if self.stuck_off + self.stuck_on > 1:
-            raise DeviceProfileError(where, "faults", "stuck_off + stuck_on must be <= 1, "
-                                     f"got {self.stuck_off + self.stuck_on!r}")
+                value = errs.check(check, getattr(self, attr), _ATTR_FIELD[attr])
+                if value is BAD:
+                    bad.add(attr)
+                else:
+                    put(attr, value)
+        if "read_time" not in bad:
+            put("read_time", _canon(self.read_time))
+        if not bad & {"stuck_off", "stuck_on"}:
+            _check_faults(self.stuck_off, self.stuck_on, errs)
+        errs.run(self._set_conductance)
+        errs.raise_any()
+
+    def _set_conductance(self) -> None:
+        """Validate ``spacing``, the range and the state table (``levels`` or ``states``)."""
+        where, put = self.path or "<DeviceProfile>", self._put
         if self.spacing not in _SPACINGS:
             raise self._bad("spacing", f"must be 'linear' or 'log', got {_describe(self.spacing)}")
         if self.states is not None:
@@ -326,76 +350,96 @@ class DeviceProfile:
 # ---------------------------------------------------------------------------------------------
 # Parsing
 
-def _section(doc: Mapping[Any, Any], key: str, allowed: tuple[str, ...], path: str,
+def _section(doc: Mapping[Any, Any], key: str, allowed: tuple[str, ...], errs: _Errors,
              required: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Fetch ``doc[key]`` (absent or null = empty) as a mapping of known keys with all required ones."""
+    """``doc[key]`` (absent or null = empty) as a mapping of its known keys; unknown and missing
+    required keys, or a section that is not a mapping, are errors (kept in ``errs``)."""
     value = doc.get(key)
     value = {} if value is None else value
     if not isinstance(value, Mapping):
-        raise DeviceProfileError(path, key, f"must be a mapping, got {_describe(value)}")
-    _check_keys(value, allowed, required, path, f"{key}.")
-    return dict(value)
+        errs.add(key, f"must be a mapping, got {_describe(value)}")
+        return {}
+    _check_keys(value, allowed, required, errs, f"{key}.")
+    return {k: v for k, v in value.items() if k in allowed}
 
 
 def _check_keys(value: Mapping[Any, Any], allowed: tuple[str, ...], required: tuple[str, ...],
-                path: str, prefix: str) -> None:
+                errs: _Errors, prefix: str) -> None:
     for k in value:
         if k not in allowed:
             hint = difflib.get_close_matches(str(k), allowed, n=1)
             extra = f"did you mean {hint[0]!r}?" if hint else f"allowed: {', '.join(allowed)}"
-            raise DeviceProfileError(path, f"{prefix}{k}", f"unknown key; {extra}")
+            errs.add(f"{prefix}{k}", f"unknown key; {extra}")
     for k in required:
         if k not in value:
-            raise DeviceProfileError(path, f"{prefix}{k}", "missing required key")
+            errs.add(f"{prefix}{k}", "missing required key")
 
 
-def _parse_conductance(doc: Mapping[Any, Any], path: str) -> dict[str, Any]:
-    """DeviceProfile keyword arguments (siemens) from the ``conductance`` section."""
-    sec = _section(doc, "conductance", _CONDUCTANCE_KEYS, path)
+def _parse_table(sec: dict[str, Any], levels: Any, errs: _Errors) -> dict[str, Any]:
+    """DeviceProfile keyword arguments from an explicit ``conductance.states_us`` table."""
+    here, states_us = "conductance.", sec["states_us"]
+    if not isinstance(states_us, list):
+        errs.add(here + "states_us", f"must be a list of uS values, got {_describe(states_us)}")
+        return {}
+    if "spacing" in sec:
+        errs.add(here + "spacing", "only applies to levels, not to an explicit states_us table")
+    table = [errs.check(_positive, g, f"{here}states_us[{i}]") for i, g in enumerate(states_us)]
+    if BAD in table:
+        return {}
+    if len(table) < 2:
+        errs.add(here + "states_us", f"needs at least 2 states, got {len(table)}")
+        return {}
+    for i, g in enumerate(table):
+        if warn_implausible(g, errs.path, f"{here}states_us[{i}]"):
+            break
+    for i in (i for i in range(1, len(table)) if not table[i] > table[i - 1]):
+        errs.add(f"{here}states_us[{i}]", f"must be strictly ascending, got {table[i - 1]!r} then {table[i]!r}")
+    span = table[-1] / table[0]
+    if sec.get("g_max_us") is not None:
+        g_max_us = errs.check(_positive, sec["g_max_us"], here + "g_max_us")
+        if g_max_us is not BAD and abs(g_max_us - table[-1]) > _AGREE_RTOL * table[-1]:
+            errs.add(here + "g_max_us", f"is {g_max_us!r} but states_us ends at {table[-1]!r}")
+    if sec.get("on_off_ratio") is not None:
+        ratio = errs.check(_number, sec["on_off_ratio"], here + "on_off_ratio")
+        if ratio is not BAD and not abs(ratio - span) <= _AGREE_RTOL * span:
+            errs.add(here + "on_off_ratio", f"is {ratio!r} but states_us spans {span!r}")
+    if levels not in (None, BAD) and levels != len(table):
+        errs.add(here + "levels", f"is {levels!r} but the state table has {len(table)} states")
+    states = tuple(_canon(g * 1e-6) for g in table)
+    return {"states": states, "g_min": states[0], "g_max": states[-1], "levels": levels}
+
+
+def _parse_conductance(doc: Mapping[Any, Any], errs: _Errors) -> dict[str, Any]:
+    """DeviceProfile keyword arguments (siemens) from the ``conductance`` section; errors go to ``errs``."""
+    sec = _section(doc, "conductance", _CONDUCTANCE_KEYS, errs)
     here = "conductance."
-    bad = functools.partial(DeviceProfileError, path)
     levels = sec.get("levels")
     if levels is not None:
-        levels = _integer(levels, path, here + "levels", 2, MAX_LEVELS)
-    states_us = sec.get("states_us")
-    if states_us is not None:
-        if not isinstance(states_us, list):
-            raise bad(here + "states_us", f"must be a list of uS values, got {_describe(states_us)}")
-        if "spacing" in sec:
-            raise bad(here + "spacing", "only applies to levels, not to an explicit states_us table")
-        table = [_positive(g, path, f"{here}states_us[{i}]") for i, g in enumerate(states_us)]
-        if len(table) < 2:
-            raise bad(here + "states_us", f"needs at least 2 states, got {len(table)}")
-        for i in (i for i in range(1, len(table)) if not table[i] > table[i - 1]):
-            raise bad(f"{here}states_us[{i}]", f"must be strictly ascending, got {table[i - 1]!r} then {table[i]!r}")
-        span = table[-1] / table[0]
-        if sec.get("g_max_us") is not None:
-            g_max_us = _positive(sec["g_max_us"], path, here + "g_max_us")
-            if abs(g_max_us - table[-1]) > _AGREE_RTOL * table[-1]:
-                raise bad(here + "g_max_us", f"is {g_max_us!r} but states_us ends at {table[-1]!r}")
-        if sec.get("on_off_ratio") is not None:
-            ratio = _number(sec["on_off_ratio"], path, here + "on_off_ratio")
-            if not abs(ratio - span) <= _AGREE_RTOL * span:
-                raise bad(here + "on_off_ratio", f"is {ratio!r} but states_us spans {span!r}")
-        states = tuple(_canon(g * 1e-6) for g in table)
-        return {"states": states, "g_min": states[0], "g_max": states[-1], "levels": levels}
+        levels = errs.check(_integer, levels, here + "levels", 2, MAX_LEVELS)
+    if sec.get("states_us") is not None:
+        return _parse_table(sec, levels, errs)
     for key in ("g_max_us", "on_off_ratio"):
         if sec.get(key) is None:
-            raise bad(here + key, "missing required key (give g_max_us and on_off_ratio, or states_us)")
-    g_max = _canon(_positive(sec["g_max_us"], path, here + "g_max_us") * 1e-6)
-    ratio = _number(sec["on_off_ratio"], path, here + "on_off_ratio")
-    if ratio <= 1:
-        raise bad(here + "on_off_ratio", f"must be > 1, got {ratio!r}")
-    g_min = _canon(g_max / ratio)
-    if not 0 < g_min < g_max:
-        raise bad(here + "on_off_ratio", f"g_max_us / {ratio!r} leaves no usable range")
-    out: dict[str, Any] = {"g_min": g_min, "g_max": g_max, "levels": levels}
+            errs.add(here + key, "missing required key (give g_max_us and on_off_ratio, or states_us)")
+    out: dict[str, Any] = {"levels": levels}
     if "spacing" in sec:
         if levels is None:
-            raise bad(here + "spacing", "only applies together with levels")
-        if sec["spacing"] not in _SPACINGS:
-            raise bad(here + "spacing", f"must be 'linear' or 'log', got {_describe(sec['spacing'])}")
-        out["spacing"] = sec["spacing"]
+            errs.add(here + "spacing", "only applies together with levels")
+        elif sec["spacing"] not in _SPACINGS:
+            errs.add(here + "spacing", f"must be 'linear' or 'log', got {_describe(sec['spacing'])}")
+        else:
+            out["spacing"] = sec["spacing"]
+    g_max_us = errs.check(_positive, sec["g_max_us"], here + "g_max_us") if "g_max_us" in sec else BAD
+    ratio = errs.check(_number, sec["on_off_ratio"], here + "on_off_ratio") if "on_off_ratio" in sec else BAD
+    if g_max_us is not BAD:
+        warn_implausible(g_max_us, errs.path, here + "g_max_us")
+    if ratio is not BAD and ratio <= 1:
+        errs.add(here + "on_off_ratio", f"must be > 1, got {ratio!r}")
+    elif ratio is not BAD and g_max_us is not BAD:
+        out["g_max"] = _canon(g_max_us * 1e-6)
+        out["g_min"] = _canon(out["g_max"] / ratio)
+        if not 0 < out["g_min"] < out["g_max"]:
+            errs.add(here + "on_off_ratio", f"g_max_us / {ratio!r} leaves no usable range")
     return out
 
 
@@ -410,30 +454,47 @@ def parse_device(mapping: Any, path: str = "<dict>") -> DeviceProfile:
         The validated :class:`DeviceProfile`, SI units.
 
     Raises:
-        DeviceProfileError: on any missing, unknown, mistyped or out-of-range field.
+        DeviceProfileError: listing every missing, unknown, mistyped or out-of-range field.
+
+    Warns:
+        DeviceProfileWarning: for a conductance outside 1 nS to 10 mS (a unit mistake?).
     """
     path = str(path)
     if not isinstance(mapping, Mapping):
         raise DeviceProfileError(path, "<document>", f"must be a mapping, got {type(mapping).__name__}")
-    _check_keys(mapping, _REQUIRED_TOP + _OPTIONAL_TOP, _REQUIRED_TOP, path, "")
-    schema = mapping["schema"]
+    errs = _Errors(path)
+    _check_keys(mapping, _REQUIRED_TOP + _OPTIONAL_TOP, _REQUIRED_TOP, errs, "")
+    schema = mapping.get("schema", SCHEMA_VERSION)
     if isinstance(schema, bool) or not isinstance(schema, int) or schema != SCHEMA_VERSION:
-        raise DeviceProfileError(path, "schema", f"must be {SCHEMA_VERSION} (the schema this xbar reads), "
-                                 f"got {_describe(schema)}")
-    name = mapping["name"]
+        errs.add("schema", f"must be {SCHEMA_VERSION} (the schema this xbar reads), got {_describe(schema)}")
+    name = mapping.get("name", "-")
     if not isinstance(name, str) or not name:
-        raise DeviceProfileError(path, "name", f"must be a non-empty string, got {_describe(name)}")
+        errs.add("name", f"must be a non-empty string, got {_describe(name)}")
     kwargs: dict[str, Any] = {"name": name}
     for key in ("description", "source"):
-        kwargs[key] = _text(mapping.get(key), path, key)
-    kwargs.update(_parse_conductance(mapping, path))
+        kwargs[key] = errs.check(_text, mapping.get(key), key)
+    if "conductance" in mapping:
+        kwargs.update(_parse_conductance(mapping, errs))
     for sec_name, keys in _SECTIONS.items():
+        if sec_name not in mapping and sec_name in _REQUIRED_TOP:
+            continue  # reported as missing; its keys are not missing too
         required = tuple(keys) if sec_name == "read" else ()
-        for key, value in _section(mapping, sec_name, tuple(keys), path, required).items():
+        for key, value in _section(mapping, sec_name, tuple(keys), errs, required).items():
             attr, check, scale = keys[key]
-            checked = check(value, path, f"{sec_name}.{key}")
-            kwargs[attr] = checked * scale if scale != 1.0 else checked
+            checked = errs.check(check, value, f"{sec_name}.{key}")
+            kwargs[attr] = checked * scale if scale != 1.0 and checked not in (None, BAD) else checked
+    if kwargs.get("stuck_off", 0.0) is not BAD and kwargs.get("stuck_on", 0.0) is not BAD:
+        _check_faults(kwargs.get("stuck_off", 0.0), kwargs.get("stuck_on", 0.0), errs)
+    errs.raise_any()
     return DeviceProfile(path=path, **kwargs)
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader that also reads ``1e-6`` / ``2E5`` (no dot; YAML 1.2) as floats."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+(\.[0-9]*)?[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
 
 
 def _yaml_reason(exc: yaml.YAMLError) -> str:
@@ -446,7 +507,7 @@ def _yaml_reason(exc: yaml.YAMLError) -> str:
 
 def _parse_text(text: str, path: str) -> DeviceProfile:
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_Loader)  # a SafeLoader: no Python object tags
     except yaml.YAMLError as exc:
         raise DeviceProfileError(path, "<yaml>", f"not valid YAML: {_yaml_reason(exc)}") from None
     return parse_device(doc, path)
