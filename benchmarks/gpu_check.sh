@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-shot GPU check for a machine that cannot reach the package registry (such as a lent
-# accelerator): the GPU tests, then `xbar bench --device cuda` for the MLP and for LeNet (the
+# accelerator): the GPU tests, then `xbar bench --torch-device cuda` for the MLP and for LeNet (the
 # CNN, inference only), with logs written to $OUT.
 #
 #   bash benchmarks/gpu_check.sh prepare   # here: wheels into .gpu/wheels (git-ignored locally)
@@ -34,8 +34,8 @@ run)
     fi
     python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$out/gpu.txt"
     python3 -m pytest -q -m gpu tests 2>&1 | tee "$out/gpu_tests.log"
-    python3 -m xbar.cli bench --device "$dev" 2>&1 | tee "$out/bench_$dev.txt"
-    python3 -m xbar.cli bench --device "$dev" --model lenet --skip-bptt 2>&1 | tee "$out/bench_lenet_$dev.txt"
+    python3 -m xbar.cli bench --torch-device "$dev" 2>&1 | tee "$out/bench_$dev.txt"
+    python3 -m xbar.cli bench --torch-device "$dev" --model lenet --skip-bptt 2>&1 | tee "$out/bench_lenet_$dev.txt"
     ;;
 *)
     echo "usage: bash benchmarks/gpu_check.sh prepare|run" >&2

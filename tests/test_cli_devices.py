@@ -124,3 +124,50 @@ def test_subprocess_list() -> None:
     proc = _run("devices", "list")
     assert proc.returncode == 0, proc.stderr
     assert [line.split()[0] for line in proc.stdout.splitlines()] == list_devices()
+
+
+def test_validate_reports_every_error_of_a_file(files: dict[str, Path], tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    three = tmp_path / "three.yaml"
+    three.write_text(GOOD.replace("voltage_v: 0.1", "voltage_v: -0.1").replace("levels: 4", "levels: 1")
+                     + "noise: {programming_sigma: -0.05}\n")
+    rc = main(["devices", "validate", str(three), str(files["good"]), str(files["bad"])])
+    out, err = capsys.readouterr()
+    assert rc == 1 and out.splitlines() == [f"ok: {files['good']} (my-device)"]
+    errors = err.splitlines()
+    assert len(errors) == 4 and all(line.startswith("error: ") for line in errors)
+    assert [line.split(": ")[1:3] for line in errors[:3]] == [
+        [str(three), "conductance.levels"], [str(three), "read.voltage_v"], [str(three), "noise.programming_sigma"]]
+    assert str(files["bad"]) in errors[3] and "conductance.on_off_ratio" in errors[3]
+
+
+def test_validate_refuses_a_quoted_number(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    quoted = tmp_path / "quoted.yaml"
+    quoted.write_text(GOOD.replace("g_max_us: 50.0", 'g_max_us: "50"'))
+    assert main(["devices", "validate", str(quoted)]) == 1
+    err = capsys.readouterr().err
+    assert f"{quoted}: conductance.g_max_us: must be a number, got a YAML string '50'" in err
+
+
+def test_validate_warns_about_siemens_and_still_passes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    siemens = tmp_path / "siemens.yaml"
+    siemens.write_text(GOOD.replace("g_max_us: 50.0", "g_max_us: 1e-6"))
+    assert main(["devices", "validate", str(siemens)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"ok: {siemens} (my-device)"]
+    (line,) = err.splitlines()
+    assert line.startswith(f"warning: {siemens}: conductance.g_max_us: 1e-06 uS (1 pS) is outside")
+    assert "microsiemens" in line
+
+
+def test_subprocess_all_errors_and_warnings(tmp_path: Path) -> None:
+    both = tmp_path / "both.yaml"
+    both.write_text(GOOD.replace("g_max_us: 50.0", "g_max_us: 2e5").replace("pulse_ns: 20.0", "pulse_ns: -1")
+                    + "faults: {stuck_on: 2}\n")
+    proc = _run("devices", "validate", str(both))
+    assert proc.returncode == 1 and proc.stdout == "" and "Traceback" not in proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 3, proc.stderr
+    assert lines[0].startswith(f"warning: {both}: conductance.g_max_us: 200000 uS (200 mS)")
+    assert lines[1].startswith(f"error: {both}: read.pulse_ns: ")
+    assert lines[2].startswith(f"error: {both}: faults.stuck_on: ")

@@ -4,12 +4,17 @@ Usage::
 
     xbar devices list                    # shipped profiles, one line each
     xbar devices show NAME_OR_PATH       # a validated profile as YAML, plus derived values
-    xbar devices validate FILE [FILE...] # ok/error per file; exit status 1 on any error
-    xbar reproduce [--quick]             # the whole EE 518 study: results, plots, report
+    xbar devices validate FILE [FILE...] # ok, or every error, per file; exit status 1 on any error
+    xbar reproduce [--quick] [--seeds N] # the whole EE 518 study: results, plots, report
     xbar train | sweep {timesteps,rates} | constrain | energy   # one step of the study
-    xbar robustness [--quick]            # accuracy under non-idealities, devices compared
-    xbar bench [--model NAME] [--samples N] [--timesteps T...] [--device cpu|cuda] [--skip-bptt]
+    xbar robustness [--quick] [--chips N | --seeds N]  # accuracy under non-idealities, devices compared
+    xbar bench [--model NAME] [--samples N] [--timesteps T...] [--torch-device cpu|cuda] [--skip-bptt]
                                          # speed side by side with spikingjelly
+
+``--device`` is a device profile (a shipped name or a YAML file) wherever it appears, except in
+``xbar bench``, where it is the deprecated spelling of ``--torch-device`` (it still works and
+warns). Counts (``--seeds``, ``--chips``, ``--samples``, ``--repeats``, ``--timesteps``,
+``--bptt-steps``) are checked by the parser: ``argument --seeds: must be >= 1, got 0``, exit 2.
 
 The parser is built by :func:`build_parser`; each command group adds itself with an
 ``_add_<group>_parser(subparsers)`` helper and every leaf command sets ``func=``, which
@@ -21,12 +26,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Any, Sequence
 
 import yaml
 
 from . import __version__
-from .device import DeviceProfile, DeviceProfileError, list_devices, load_device, load_device_file
+from .device import (DeviceProfile, DeviceProfileError, DeviceProfileWarning, list_devices, load_device,
+                     load_device_file)
 
 _DESCRIPTION_WIDTH = 80  # characters of a profile description shown by `devices list`
 
@@ -39,6 +46,23 @@ def _one_line(text: str, width: int = _DESCRIPTION_WIDTH) -> str:
 
 def _error(message: str) -> None:
     print(f"error: {message}", file=sys.stderr)
+
+
+def _profile_errors(exc: DeviceProfileError) -> None:
+    """One ``error:`` line per error of a profile (``path: field: reason``)."""
+    for field_name, reason in exc.errors:
+        _error(str(DeviceProfileError(exc.path, field_name, reason)))
+
+
+def _positive_int(text: str) -> int:
+    """argparse type of a count: an integer >= 1 (argparse prefixes ``argument --NAME: ``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _cmd_devices_list(args: argparse.Namespace) -> int:
@@ -95,7 +119,8 @@ def _cmd_devices_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_devices_validate(args: argparse.Namespace) -> int:
-    """Validate YAML profile files: ``ok: FILE (name)`` on stdout or one error line on stderr.
+    """Validate YAML profile files: ``ok: FILE (name)`` on stdout, or one ``error:`` line per
+    error of the file on stderr; a ``warning:`` line (stderr) for an implausible value.
 
     Args:
         args: ``args.files``, paths of YAML files.
@@ -108,7 +133,7 @@ def _cmd_devices_validate(args: argparse.Namespace) -> int:
         try:
             profile = load_device_file(path)
         except DeviceProfileError as exc:
-            _error(str(exc))
+            _profile_errors(exc)
             status = 1
         else:
             print(f"ok: {path} ({profile.name})")
@@ -122,14 +147,17 @@ def _add_devices_parser(subparsers: Any) -> None:
         subparsers: the object returned by ``ArgumentParser.add_subparsers``.
     """
     devices = subparsers.add_parser("devices", help="list, show and validate device profiles",
-                                    description="Device profiles (YAML, schema 1).")
+                                    description="Device profiles (YAML, schema 1: docs/devices.md).")
     actions = devices.add_subparsers(dest="devices_command", metavar="ACTION", required=True)
     p = actions.add_parser("list", help="shipped profiles with a one-line description")
     p.set_defaults(func=_cmd_devices_list)
     p = actions.add_parser("show", help="a profile as validated YAML plus derived values")
     p.add_argument("device", metavar="NAME_OR_PATH", help="shipped profile name or YAML file")
     p.set_defaults(func=_cmd_devices_show)
-    p = actions.add_parser("validate", help="check YAML profile files (exit 1 on any error)")
+    p = actions.add_parser("validate", help="check YAML profile files: every error of each (exit 1 on any)",
+                           description="Check YAML profile files (schema: docs/devices.md). Every error of "
+                           "a file is reported, one line each naming the field; implausible values (a "
+                           "conductance outside 1 nS to 10 mS) are warnings. Exit status 1 on any error.")
     p.add_argument("files", metavar="FILE", nargs="+", help="YAML profile file(s)")
     p.set_defaults(func=_cmd_devices_validate)
 
@@ -141,7 +169,8 @@ def _study_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, metavar="NAME_OR_PATH",
                    help="device profile for every constrained step (default: the configuration's, seed-4bit)")
     p.add_argument("--out", default=None, metavar="DIR", help="results folder (default results/CONFIG_NAME)")
-    p.add_argument("--seeds", type=int, default=None, metavar="N", help="number of seeds for the headline table")
+    p.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
+                   help="number of seeds (0, 1, ..., N-1) for the headline table (default: the configuration's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -217,9 +246,6 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
         load_device(args.device)  # a bad name or file fails here, before any training
         overrides["base_device"] = args.device
     if args.chips is not None:
-        if args.chips < 1:
-            _error(f"--chips: must be >= 1, got {args.chips}")
-            return 2
         overrides["chips"] = args.chips
     if args.ideal_periphery:
         overrides["devices.periphery"] = ["ideal"]
@@ -255,7 +281,11 @@ def _add_robustness_parser(subparsers: Any) -> None:
     p.add_argument("--quick", action="store_true", help="the reduced grid (robustness-quick) for smoke tests")
     p.add_argument("--device", default=None, metavar="NAME_OR_PATH",
                    help="base device of the sweeps (default: the configuration's, seed-4bit)")
-    p.add_argument("--chips", type=int, default=None, metavar="N", help="chips (seeds) averaged per point")
+    p.add_argument("--chips", type=_positive_int, default=None, metavar="N",
+                   help="chips averaged per point (default: the configuration's); a chip is a seed of the "
+                        "programming noise and the defect map")
+    p.add_argument("--seeds", dest="chips", type=_positive_int, default=None, metavar="N",
+                   help="the same as --chips (in this study a seed is a chip), the spelling the study commands use")
     p.add_argument("--ideal-periphery", action="store_true",
                    help="compare the devices with ideal periphery only (no ADC, DAC, IR drop)")
     p.add_argument("--out", default=None, metavar="DIR", help="results folder (default results/CONFIG_NAME)")
@@ -273,18 +303,19 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.model not in MODELS:
         _error(f"--model: unknown model {args.model!r}; known: {', '.join(sorted(MODELS))}")
         return 2
-    if args.device == "cuda" and not torch.cuda.is_available():
-        _error("--device cuda: no CUDA device is available")
-        return 1
-    for name in ("samples", "repeats", "bptt_steps"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            _error(f"--{name.replace('_', '-')}: must be >= 1, got {value}")
+    device = args.torch_device
+    if args.old_device is not None:
+        print("warning: `xbar bench --device` is deprecated: use --torch-device (elsewhere --device names "
+              "a device profile)", file=sys.stderr)
+        if device is not None and device != args.old_device:
+            _error(f"--device {args.old_device} contradicts --torch-device {device}; give --torch-device only")
             return 2
-    if min(args.timesteps) < 1:
-        _error(f"--timesteps: must be >= 1, got {min(args.timesteps)}")
-        return 2
-    result = run_bench(samples=args.samples, timesteps=tuple(args.timesteps), device=args.device,
+        device = args.old_device
+    device = device or "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        _error("--torch-device cuda: no CUDA device is available")
+        return 1
+    result = run_bench(samples=args.samples, timesteps=tuple(args.timesteps), device=device,
                        repeats=args.repeats, bptt_steps=args.bptt_steps, progress=not args.quiet,
                        model=args.model, bptt=not args.skip_bptt)
     print(format_result(result))
@@ -305,13 +336,19 @@ def _add_bench_parser(subparsers: Any) -> None:
     p.add_argument("--model", default="mlp", metavar="NAME",
                    help="a model of the zoo, xbar.models.MODELS (mlp, lenet, ...; default mlp: "
                         "the 784-100-10 MLP); trained one epoch and cached on first use")
-    p.add_argument("--samples", type=int, default=None, metavar="N",
+    p.add_argument("--samples", type=_positive_int, default=None, metavar="N",
                    help="MNIST test images (default $XBAR_BENCH_SAMPLES or 10000)")
-    p.add_argument("--timesteps", type=int, nargs="+", default=[8, 32, 128], metavar="T",
+    p.add_argument("--timesteps", type=_positive_int, nargs="+", default=[8, 32, 128], metavar="T",
                    help="simulation lengths (default 8 32 128)")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="torch device (default cpu)")
-    p.add_argument("--repeats", type=int, default=3, metavar="R", help="timed rounds, best kept (default 3)")
-    p.add_argument("--bptt-steps", type=int, default=10, metavar="S", help="BPTT steps per round (default 10)")
+    p.add_argument("--torch-device", choices=("cpu", "cuda"), default=None,
+                   help="the torch device the benchmark runs on (default cpu); the crossbars always use "
+                        "the seed-4bit device profile")
+    p.add_argument("--device", dest="old_device", choices=("cpu", "cuda"), default=None,
+                   help="deprecated spelling of --torch-device (a torch device here, not a device profile "
+                        "as in the study commands); still works, with a warning")
+    p.add_argument("--repeats", type=_positive_int, default=3, metavar="R", help="timed rounds, best kept (default 3)")
+    p.add_argument("--bptt-steps", type=_positive_int, default=10, metavar="S",
+                   help="BPTT steps per round (default 10)")
     p.add_argument("--skip-bptt", action="store_true",
                    help="leave out the BPTT comparison (run for the MLP only in any case)")
     p.add_argument("--quiet", action="store_true", help="print only the table")
@@ -349,13 +386,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version and usage errors
         return exc.code if isinstance(exc.code, int) else 2
-    try:
-        return int(args.func(args))
-    except DeviceProfileError as exc:
-        _error(str(exc))
-        return 1
-    except BrokenPipeError:
-        return 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", DeviceProfileWarning)  # each distinct warning once per command
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.func(args))
+        except DeviceProfileError as exc:
+            _profile_errors(exc)
+            return 1
+        except BrokenPipeError:
+            return 1
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    """Device profile warnings as one ``warning:`` line on stderr; others as Python prints them."""
+    if issubclass(category, DeviceProfileWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 if __name__ == "__main__":
