@@ -36,6 +36,28 @@ def test_hand_worked_2x3_joules(seed4):
     assert r.digital_ann_j == pytest.approx(6 * 4.6e-12)
 
 
+def test_column_reads_and_with_periphery_hand_worked(seed4):
+    """Column reads are counted without an ADC (3 columns x 2 reads); ``with_periphery`` prices
+    them and the IF layer's updates and spikes, and leaves the crossbar and counts alone."""
+    layer = _layer(seed4)
+    net = nn.Sequential(layer, xbar.IFNeuron(threshold=0.5))
+    with xbar.EnergyMeter(net, seed4) as meter:
+        with torch.no_grad():
+            net(torch.tensor([[1.0, 1.0], [1.0, 0.0]]))
+    r = meter.report()
+    assert r.column_reads == pytest.approx(3.0) and r.adc_conversions == 0  # 2 reads x 3 columns / 2 samples
+    priced = r.with_periphery(adc_pj=2.0, neuron_update_pj=1.0, spike_pj=0.5)
+    spikes, updates = r.spikes, r.neuron_updates
+    assert updates == pytest.approx(3.0)
+    assert priced.adc_conversions == pytest.approx(3.0) and priced.adc_j == pytest.approx(3.0 * 2e-12)
+    assert priced.neuron_j == pytest.approx(updates * 1e-12 + spikes * 0.5e-12)
+    assert priced.crossbar_j == r.crossbar_j and priced.acs == r.acs
+    assert priced.joules == pytest.approx(r.crossbar_j + 6e-12 + updates * 1e-12 + spikes * 0.5e-12)
+    assert r.adc_j == 0 and r.neuron_j == 0, "the original report is unchanged"
+    with pytest.raises(ValueError, match="adc_pj"):
+        r.with_periphery(adc_pj=-1.0)
+
+
 def test_analog_input_counts_macs_and_squares_drive(seed4):
     layer = _layer(seed4)
     with xbar.EnergyMeter(layer, seed4) as meter:

@@ -13,9 +13,10 @@ a layer with row drive ``x`` (DESIGN.md, "Physical model"):
   (output channel, output position) pairs input position ``i`` feeds;
 * crossbar read energy ``E = t_read * sum_i (x_i V_read)^2 * sum_j (G+_ij + G-_ij)``
   (for a convolution summed over every output position's read);
-* ADC conversions (devices with ``adc_bits``; none for an ideal readout): one per column output
-  per read and per array the column spans (a layer tiled into ``n`` row tiles converts ``n``
-  partial sums per output), times ``adc_pj``;
+* column reads: one per column output per read and per array the column spans (a layer tiled
+  into ``n`` row tiles reads ``n`` partial sums per output), with or without an ADC;
+* ADC conversions (devices with ``adc_bits``; none for an ideal readout): one per column read,
+  times ``adc_pj``;
 * IF layers: neuron updates times ``neuron_update_pj`` and spikes times ``spike_pj``;
 * digital periphery, in its own columns: ``bias_adds`` (one add per output of a layer with a
   bias, per read), ``merge_adds`` and ``scale_muls`` at residual merges and scale stages
@@ -73,6 +74,7 @@ class _Counter:
         self.values: dict[str, torch.Tensor | float] = {}
         self.ann_macs_per_sample = 0.0
         self.outputs_per_read = 0.0
+        self.column_outputs = 0.0
         self.cache: dict[Any, tuple[torch.Tensor, torch.Tensor, float, float]] = {}
 
     def add(self, key: str, value: torch.Tensor | float) -> None:
@@ -336,9 +338,9 @@ class EnergyMeter:
                 g_feed = _conv_feed(conv, ones, gsum, in_hw).reshape(in_shape)
                 outputs = float(module.out_channels * out_hw[0] * out_hw[1])
             c.outputs_per_read = outputs
-            if self.device.adc_bits is None:  # ideal readout: the neurons take the analog currents
-                outputs = 0.0
-            outputs *= tile_count(module.weight[0].numel(), self.device.tile_rows)  # an ADC per array
+            c.column_outputs = outputs * tile_count(module.weight[0].numel(), self.device.tile_rows)  # per array
+            # ideal readout (no adc_bits): the neurons take the analog currents, no conversion
+            outputs = 0.0 if self.device.adc_bits is None else c.column_outputs
         fan_out, g_feed = fan_out.to(torch.float64), g_feed.to(device=device, dtype=torch.float64)
         c.cache.clear()
         c.cache[key] = (fan_out, g_feed, outputs, float(fan_out.sum()))
@@ -380,6 +382,7 @@ class EnergyMeter:
         c.add("input_events", nz.sum())
         c.add("acs" if binary else "macs", ops)
         c.add("crossbar_j", dev.read_time * dev.read_voltage ** 2 * (sq * g_feed).sum())
+        c.add("column_reads", reads * c.column_outputs)
         c.add("adc_conversions", reads * outputs)
         c.add("adc_j", reads * outputs * dev.adc_pj * _PJ)
         c.add("digital_snn_j", ops * ((dev.digital_ac_pj if binary else dev.digital_mac_pj) * _PJ))

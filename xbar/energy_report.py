@@ -6,7 +6,9 @@ how every figure is counted). Plain data: ``to_dict()`` is JSON-ready and ``tabl
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+
+_PJ = 1e-12
 
 __all__ = ["EnergyReport", "LayerEnergy"]
 
@@ -24,6 +26,7 @@ class LayerEnergy:
     acs: float = 0.0
     macs: float = 0.0
     crossbar_j: float = 0.0
+    column_reads: float = 0.0
     adc_conversions: float = 0.0
     adc_j: float = 0.0
     neuron_updates: float = 0.0
@@ -87,6 +90,22 @@ class EnergyReport:
     def crossbar_j(self) -> float:
         """Crossbar read energy, joules per sample."""
         return self._total("crossbar_j")
+
+    @property
+    def column_reads(self) -> float:
+        """Column outputs read (per array a column spans), with or without an ADC: the
+        conversions an ADC on every column would make, per sample."""
+        return self._total("column_reads")
+
+    @property
+    def adc_conversions(self) -> float:
+        """ADC conversions (zero on a device without ``adc_bits``), per sample."""
+        return self._total("adc_conversions")
+
+    @property
+    def neuron_updates(self) -> float:
+        """IF neuron updates (one per neuron per timestep), per sample."""
+        return self._total("neuron_updates")
 
     @property
     def adc_j(self) -> float:
@@ -153,11 +172,44 @@ class EnergyReport:
     def to_dict(self) -> dict:
         """Plain dict (JSON-ready): totals and per-layer figures."""
         totals = {k: getattr(self, k) for k in (
-            "input_events", "acs", "macs", "synaptic_events", "crossbar_j", "adc_j", "neuron_j",
+            "input_events", "acs", "macs", "synaptic_events", "crossbar_j", "column_reads",
+            "adc_conversions", "adc_j", "neuron_updates", "neuron_j",
             "spikes", "bias_adds", "merge_adds", "scale_muls", "maxpool_ops", "digital_j",
             "joules", "digital_snn_j", "ann_macs", "digital_ann_j")}
         return {"samples": self.samples, "device": self.device, "totals": totals,
                 "layers": [dict(asdict(layer), joules=layer.joules) for layer in self.layers]}
+
+    def with_periphery(self, adc_pj: float | None = None, neuron_update_pj: float | None = None,
+                       spike_pj: float | None = None) -> "EnergyReport":
+        """The same counts priced with other periphery energies (the crossbar, digital and
+        operation counts are unchanged).
+
+        Args:
+            adc_pj: energy of one ADC conversion; every column read is then converted
+                (``adc_conversions = column_reads``), also on a device without ``adc_bits``.
+            neuron_update_pj: energy of one IF neuron update (one neuron, one timestep).
+            spike_pj: energy of one spike fired by an IF layer.
+            None keeps a term as measured.
+
+        Returns:
+            A new report; this one is unchanged.
+        """
+        for name, value in (("adc_pj", adc_pj), ("neuron_update_pj", neuron_update_pj), ("spike_pj", spike_pj)):
+            if value is not None and not value >= 0:
+                raise ValueError(f"with_periphery: {name} must be >= 0 pJ, got {value!r}")
+        layers = []
+        for layer in self.layers:
+            new = replace(layer)
+            if adc_pj is not None and layer.column_reads:
+                new.adc_conversions = layer.column_reads
+                new.adc_j = layer.column_reads * adc_pj * _PJ
+            if layer.kind == "if":
+                if neuron_update_pj is not None:
+                    new.neuron_j = layer.neuron_updates * neuron_update_pj * _PJ
+                if spike_pj is not None:
+                    new.spike_j = layer.spikes * spike_pj * _PJ
+            layers.append(new)
+        return EnergyReport(samples=self.samples, layers=layers, device=self.device)
 
     def table(self) -> str:
         """A human-readable table, one row per layer plus the total.
