@@ -48,10 +48,18 @@ def _read(name_or_path: str | Path) -> tuple[dict, str]:
     return data, where
 
 
+_REMOVED = {
+    "energy": "removed: the energy table is measured in the timestep sweep's test pass (the test "
+              "images of data.test_limit, at each mode's best T), so it agrees with timesteps.csv",
+}
+
+
 def _merge(default: dict, user: dict, where: str, prefix: str = "") -> dict:
     out = copy.deepcopy(default)
     for key, value in user.items():
         field = f"{prefix}{key}"
+        if field in _REMOVED and key not in default:
+            raise ConfigError(f"{where}: {field}: {_REMOVED[field]}; delete the key")
         if key not in default:
             raise ConfigError(f"{where}: {field}: unknown key (expected one of {', '.join(map(str, default))})")
         if isinstance(default[key], dict):
@@ -83,6 +91,10 @@ def _check(cfg: dict, where: str) -> None:
     for field in ("seeds",):
         if not isinstance(cfg[field], int) or cfg[field] < 1:
             fail(field, f"must be an integer >= 1, got {cfg[field]!r}")
+    for key in ("adc_pj", "neuron_update_pj", "spike_pj"):
+        value = cfg["periphery_estimate"][key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            fail(f"periphery_estimate.{key}", f"must be a number of pJ >= 0, got {value!r}")
     r = cfg["rates"]
     if not (0 < float(r["start"]) <= float(r["stop"]) <= 1) or int(r["count"]) < 1:
         fail("rates", "need 0 < start <= stop <= 1 and count >= 1")

@@ -284,7 +284,9 @@ def _history_points(history: Iterable[Mapping[str, Any]], key: str) -> list[Poin
 
 
 def plot_constrained_finetuning(results: Mapping[str, Any], out_dir: Path) -> str | None:
-    """Test accuracy per finetuning epoch of every constrained run, one panel per procedure.
+    """Test accuracy per finetuning epoch of every constrained run, one panel per procedure,
+    beside the unconstrained reference (the same finetuning without constraints), all on the
+    same per-epoch test subset.
 
     Args:
         results: the results dict of ``xbar reproduce``.
@@ -293,39 +295,52 @@ def plot_constrained_finetuning(results: Mapping[str, Any], out_dir: Path) -> st
     Returns:
         The file name written, or None when there are no constrained runs.
     """
-    runs = [r for r in (results.get("constrain") or {}).get("runs") or [] if r.get("history")]
+    all_runs = [r for r in (results.get("constrain") or {}).get("runs") or [] if r.get("history")]
+    runs = [r for r in all_runs if r.get("procedure") != "unconstrained"]
+    refs = [r for r in all_runs if r.get("procedure") == "unconstrained"]
     if not runs:
         return None
     plt = _pyplot()
     procedures = list(dict.fromkeys(str(r.get("procedure", "?")) for r in runs))
     mappings = list(dict.fromkeys(str(r.get("mapping", "?")) for r in runs))
-    colors = _mode_colors(list(dict.fromkeys([*_modes(results), *(str(r.get("mode")) for r in runs)])))
-    fig, axes = plt.subplots(1, len(procedures), figsize=(6.5 * len(procedures), 5),
+    colors = _mode_colors(list(dict.fromkeys([*_modes(results), *(str(r.get("mode")) for r in all_runs)])))
+    fig, axes = plt.subplots(1, len(procedures), figsize=(6.5 * len(procedures), 6),
                              sharey=True, squeeze=False)
-    ann_acc = _number((results.get("ann") or {}).get("test_acc_mean"))
+    ann_ref = ((results.get("constrain") or {}).get("reference") or {}).get("history") or []
+    c = (results.get("config") or {}).get("constrain") or {}
+    subset = f"first {c['test_limit']} test images" if c.get("test_limit") else "test images"
     device = (results.get("constrain") or {}).get("device", "")
     for ax, procedure in zip(axes[0], procedures):
+        modes_here = []
         for run in (r for r in runs if str(r.get("procedure", "?")) == procedure):
             points = _history_points(run["history"], "test_acc")
             if not points:
                 continue
             mapping = str(run.get("mapping", "?"))
+            modes_here.append(str(run.get("mode")))
             label = f"{run.get('mode')} + {mapping} (T={run.get('T', '?')})"
             if "seed" in run:
                 label += f" seed {run['seed']}"
             _curve(ax, points, band=False, color=colors[str(run.get("mode"))], marker="o",
                    markersize=3, linestyle=_MAPPING_STYLES[mappings.index(mapping) % 4],
                    label=label)
-        if ann_acc is not None:
-            ax.axhline(ann_acc, color="black", linestyle="--", linewidth=1,
-                       label="ANN test accuracy (unconstrained)")
+        for run in (r for r in refs if str(r.get("mode")) in modes_here):
+            points = _history_points(run["history"], "test_acc")
+            if points:
+                _curve(ax, points, band=False, color=colors[str(run.get("mode"))], linestyle=":",
+                       linewidth=1.2, label=f"{run.get('mode')}, unconstrained reference")
+        ann_points = _history_points(ann_ref, "test_acc")
+        if ann_points:
+            _curve(ax, ann_points, band=False, color="black", linestyle="--", linewidth=1,
+                   label="ANN, unconstrained reference (not converted)")
         ax.set_xlabel("finetuning epoch (0 = constraints applied, no finetuning yet)")
         _integer_x(ax)
         ax.set_title(f"procedure: {procedure}")
         _percent_axis(ax)
-        ax.legend(fontsize=8, loc="lower right")
-    axes[0][0].set_ylabel("test accuracy (%)")
-    fig.suptitle(f"Finetuning under hardware constraints (device {device})")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    axes[0][0].set_ylabel(f"test accuracy (%), {subset}, seed 0")
+    fig.suptitle(f"Finetuning under hardware constraints (device {device}) against the same "
+                 "finetuning without constraints")
     return _save(fig, out_dir, "constrained_finetuning")
 
 
@@ -369,12 +384,15 @@ def plot_energy_per_layer(results: Mapping[str, Any], out_dir: Path) -> str | No
                                 if str(layer.get("name")) == name), None) for e in modes.values()]
         for name in names
     }
-    totals = {
-        label: [_number((e.get("totals") or {}).get(key)) for e in modes.values()]
-        for label, key in (("analog total (device model)", "joules"),
-                           ("digital SNN (ACs x AC energy)", "digital_snn_j"),
-                           ("digital ANN (MACs x MAC energy)", "digital_ann_j"))
-    }
+    zero = [name for key, name in (("adc_j", "ADC"), ("neuron_j", "neuron"), ("digital_j", "digital"))
+            if all(not _number((e.get("totals") or {}).get(key)) for e in modes.values())]
+    model_label = "analog, device model" + (f" ({', '.join(zero)} terms 0)" if zero else "")
+    totals = {model_label: [_number((e.get("totals") or {}).get("joules")) for e in modes.values()]}
+    if any((e.get("with_periphery") or {}).get("joules") is not None for e in modes.values()):
+        totals["analog, cited ADC + digital IF periphery"] = [
+            _number((e.get("with_periphery") or {}).get("joules")) for e in modes.values()]
+    totals["digital SNN (ACs x AC energy)"] = [_number((e.get("totals") or {}).get("digital_snn_j")) for e in modes.values()]
+    totals["digital ANN (MACs x MAC energy)"] = [_number((e.get("totals") or {}).get("digital_ann_j")) for e in modes.values()]
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     panels = ((axes[0], per_layer, "Crossbar read energy per synaptic layer", lambda k: cmap(k)),
               (axes[1], totals, "Total energy: analog crossbars vs digital", lambda k: cmap(k + 3)))
@@ -387,7 +405,9 @@ def plot_energy_per_layer(results: Mapping[str, Any], out_dir: Path) -> str | No
         if drawn:
             ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=3)
     device = next((str(e.get("device")) for e in modes.values() if e.get("device")), "?")
-    fig.suptitle(f"Energy per test sample at each mode's best T (device {device})")
+    images = sorted({int(e.get("samples") or 0) for e in modes.values()})
+    fig.suptitle(f"Energy per test sample at each mode's best T (device {device}; seed 0 networks, "
+                 f"{', '.join(map(str, images))} test images)")
     return _save(fig, out_dir, "energy_per_layer")
 
 

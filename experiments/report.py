@@ -14,8 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from xbar.experiments.plots import aggregate_rows, point_at
-from xbar.experiments.report_format import (DASH, NOT_RUN, _num, _table, count, pct, pct_pm, plain,
-                                            points_diff, sci, seconds)
+from xbar.experiments.report_constrain import (_constrain_section, _run_label,
+                                               best_constrained_run, constrain_runs, final_entry,
+                                               reference_runs, study_procedure_run)
+from xbar.experiments.report_energy import _energy_section
+from xbar.experiments.report_format import (DASH, NOT_RUN, _modes, _num, _plot, _table, acc_over_seeds,
+                                            count, images_phrase, pct, pct_pm, plain, points_diff, sci,
+                                            seconds)
 
 __all__ = ["DASH", "NOT_RUN", "count", "pct", "pct_pm", "plain", "points_diff", "sci", "seconds",
            "summary_lines", "write_report"]
@@ -30,12 +35,6 @@ _STUDY_FLAWS = (
     "**Best T picked on the test set, from one unseeded run.** Its best timesteps and best "
     "firing rate were chosen by looking at test accuracy of a single run with no fixed seed.",
 )
-
-
-def _modes(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
-    """The results' modes mapping, empty when absent."""
-    modes = results.get("modes") or {}
-    return dict(modes) if isinstance(modes, Mapping) else {}
 
 
 def study_ref(results: Mapping[str, Any], mode: str) -> Mapping[str, Any] | None:
@@ -59,53 +58,6 @@ def study_ref(results: Mapping[str, Any], mode: str) -> Mapping[str, Any] | None
         if isinstance(refs.get(key), Mapping):
             return refs[key]
     return None
-
-
-def _history_sorted(run: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    """A run's per-epoch history, ascending by epoch."""
-    return sorted(run.get("history") or [], key=lambda h: _num(h.get("epoch")) or 0.0)
-
-
-def final_entry(run: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The last epoch of a constrained run's history (empty dict when it has none).
-
-    Per-epoch test accuracy is measured on a subset; when the last epoch also has the full
-    test set's accuracy (``test_acc_full``), that figure is returned as ``test_acc``.
-    """
-    history = _history_sorted(run)
-    if not history:
-        return {}
-    last = dict(history[-1])
-    if last.get("test_acc_full") is not None:
-        last["test_acc"] = last["test_acc_full"]
-    return last
-
-
-def constrain_runs(results: Mapping[str, Any], mode: str | None = None) -> list[Mapping[str, Any]]:
-    """The constrained-finetuning runs with a history, optionally those of one mode."""
-    runs = (results.get("constrain") or {}).get("runs") or []
-    return [r for r in runs if r.get("history") and (mode is None or r.get("mode") == mode)]
-
-
-def study_procedure_run(results: Mapping[str, Any], mode: str) -> Mapping[str, Any] | None:
-    """The mode's run with the study's setup: mapping "clip", procedure "study"."""
-    return next((r for r in constrain_runs(results, mode)
-                 if r.get("mapping") == "clip" and r.get("procedure") == "study"), None)
-
-
-def best_constrained_run(results: Mapping[str, Any], mode: str) -> Mapping[str, Any] | None:
-    """The mode's constrained run with the highest final-epoch validation accuracy.
-
-    The choice is made on validation (falling back to test only when a run has no validation
-    figure), so the test accuracy reported for it is not selected on the test set.
-    """
-    def key(run: Mapping[str, Any]) -> float:
-        last = final_entry(run)
-        val = _num(last.get("val_acc"))
-        return val if val is not None else (_num(last.get("test_acc")) or 0.0)
-
-    runs = constrain_runs(results, mode)
-    return max(runs, key=key) if runs else None
 
 
 def _timestep_row(data: Mapping[str, Any], T: Any) -> list[Mapping[str, Any]]:
@@ -134,11 +86,6 @@ def _study_pair(ref: Mapping[str, Any] | None, key: str, ours: str, fmt: Any = p
     """A "study / ours" table cell; the study side is a dash for our extra modes."""
     theirs = DASH if ref is None or ref.get(key) is None else fmt(ref.get(key))
     return f"{theirs} / {ours}"
-
-
-def _run_label(run: Mapping[str, Any]) -> str:
-    """``mapping + procedure`` of a constrained run."""
-    return f"{run.get('mapping', '?')} + {run.get('procedure', '?')}"
 
 
 def _final_cell(run: Mapping[str, Any] | None) -> str:
@@ -173,32 +120,46 @@ def results_table(results: Mapping[str, Any]) -> list[str]:
             _study_pair(ref, "best_T", plain(data.get("best_T"))),
             _study_pair(ref, "runtime_s", seconds(eval_wall_s(data))),
             _study_pair(ref, "best_rate", plain(data.get("best_rate"))),
-            _study_pair(ref, "acc_5_epochs", pct_pm(head.get("test_acc_mean"), head.get("test_acc_std")),
+            _study_pair(ref, "acc_5_epochs", acc_over_seeds(head.get("test_acc_mean"), head.get("test_acc_std"),
+                                                            head.get("n_seeds")),
                         fmt=str),
             _study_pair(ref, "constrained_20_epochs", _final_cell(clip), fmt=pct),
             best_cell,
         ])
     ann = results.get("ann") or {}
     ann_ref = (results.get("study_reference") or {}).get("ann")
-    ann_ours = pct_pm(ann.get("test_acc_mean"), ann.get("test_acc_std")) if ann else NOT_RUN
+    ann_ours = acc_over_seeds(ann.get("test_acc_mean"), ann.get("test_acc_std"),
+                              len(ann.get("per_seed") or [])) if ann else NOT_RUN
     rows.append(["ANN baseline (784-100-10)", DASH, DASH, DASH,
                  _study_pair(ann_ref if isinstance(ann_ref, Mapping) else None, "acc_5_epochs",
                              ann_ours, fmt=str), DASH, DASH])
     seeds = len(results.get("seeds") or [])
+    cval = (((results.get("config") or {}).get("constrain") or {}).get("val_limit"))
     return _table(header, rows) + [
         "",
-        f"Ours: test accuracy is the mean ± standard deviation (percentage points) over {seeds} "
-        "seed(s) at the best T, which was chosen on validation accuracy; runtime is the wall time "
-        "of one test-set evaluation at the best T (mean over seeds), on this run's hardware, so "
-        "it is not comparable with the study's. \"Best constrained\" is the run (mapping + "
-        "procedure) with the highest final-epoch validation accuracy, reported by its final-epoch "
-        "test accuracy. A dash in a study column: the study had no such mode.",
+        f"Ours: test accuracy on {images_phrase(results, 'test')} is the mean ± standard deviation "
+        f"(percentage points) over {seeds} seed(s) at the best T, which was chosen on seed 0's "
+        f"validation accuracy ({images_phrase(results, 'val')}); runtime is the wall time of one "
+        "evaluation of those test images at the best T (mean over the seeds swept), on this run's "
+        "hardware, so it is not comparable with the study's. Constrained columns: one seed "
+        f"(seed 0), final-epoch accuracy on {images_phrase(results, 'test')}. \"Best constrained\" is the run (mapping + "
+        "procedure) with the highest final-epoch validation accuracy"
+        + (f" on {images_phrase(results, 'val', cval)}" if cval is not None else "")
+        + f", reported by its final-epoch test accuracy.{_reference_note(results)} A dash in a "
+        "study column: the study had no such mode.",
     ]
 
 
-def _plot(plots: Mapping[str, str], key: str, title: str) -> list[str]:
-    """A markdown image line for a drawn plot, or a note that it was not drawn."""
-    return [f"![{title}]({plots[key]})"] if key in plots else [f"*{title}: plot not drawn (no data).*"]
+def _reference_note(results: Mapping[str, Any]) -> str:
+    """The unconstrained reference's final figures, for the results table's footnote."""
+    ref = (results.get("constrain") or {}).get("reference") or {}
+    if not ref.get("history"):
+        return ""
+    last = final_entry(ref)
+    text = (f" The reference, seed 0's ANN finetuned the same {plain(last.get('epoch'))} epochs without "
+            f"constraints, reaches {pct(last.get('test_acc'))} as an ANN")
+    convs = [f"{r.get('mode')} {pct(final_entry(r).get('test_acc'))}" for r in reference_runs(results)]
+    return text + (f" and, converted, {', '.join(convs)}." if convs else ".")
 
 
 def _provenance(results: Mapping[str, Any]) -> list[str]:
@@ -253,7 +214,10 @@ def _ann_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list[s
     rows = [[plain(s.get("seed")), str(len(s.get("history") or [])), pct(s.get("val_acc")),
              pct(s.get("test_acc"))] for s in ann["per_seed"]]
     lines += _table(["Seed", "Epochs", "Val acc", "Test acc"], rows)
-    return lines + ["", f"Mean test accuracy: {pct_pm(ann.get('test_acc_mean'), ann.get('test_acc_std'))}.", ""]
+    n = len(ann["per_seed"])
+    return lines + ["", f"Mean test accuracy over {n} seed(s): "
+                    f"{acc_over_seeds(ann.get('test_acc_mean'), ann.get('test_acc_std'), n)}, on "
+                    f"{images_phrase(results, 'test')}; validation: {images_phrase(results, 'val')}.", ""]
 
 
 def _seed_phrase(rows: Iterable[Mapping[str, Any]]) -> str:
@@ -286,8 +250,11 @@ def _timestep_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> l
         rows.append(row)
     lines += _table(["T", *modes], rows)
     seeds = _seed_phrase(r for d in modes.values() for r in d["timesteps"])
-    return lines + ["", f"Test accuracy, {seeds}; **bold**: the best T, chosen on "
-                    "validation accuracy (seed 0), never on test.", ""]
+    rate = ((results.get("config") or {}).get("encoder") or {}).get("max_rate")
+    at_rate = f", Poisson max rate {plain(rate)}" if rate is not None else ""
+    return lines + ["", f"Test accuracy, {seeds}, on {images_phrase(results, 'test')}{at_rate}; "
+                    "**bold**: the best T, chosen on validation accuracy (seed 0, "
+                    f"{images_phrase(results, 'val')}), never on test.", ""]
 
 
 def _pick_rates(values: Sequence[float], keep: Sequence[Any], n: int = 6) -> list[float]:
@@ -327,110 +294,15 @@ def _rate_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list[
     rows.append(["best T", *(plain(d.get("best_T")) for d in modes.values())])
     lines += _table(["Max rate", *modes], rows)
     seeds = _seed_phrase(r for d in modes.values() for r in d["rates"])
-    return lines + ["", f"Test accuracy, {seeds}, each mode at its best T; **bold**: the "
-                    "best rate, the lowest rate whose validation accuracy is within 0.5 points of "
-                    "the mode's best validation accuracy.", ""]
-
-
-def _constrain_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
-    """Constrained finetuning: plot and a table of epoch-0, final and best test accuracy."""
-    runs = constrain_runs(results)
-    lines = ["## Hardware constraints", ""]
-    if not runs:
-        return lines + [NOT_RUN, ""]
-    device = (results.get("constrain") or {}).get("device", "?")
-    lines += [f"Device: `{device}`. Epoch 0 is the accuracy with the constraints applied before "
-              "any finetuning. Procedure \"study\" re-applies the constraints after each epoch, as "
-              "the study did; \"hardware-aware\" trains through the snapping with a "
-              "straight-through gradient.", ""]
-    lines += _plot(plots, "constrained_finetuning", "Constrained finetuning") + [""]
-    rows = []
-    for run in runs:
-        history = _history_sorted(run)
-        tests = [t for t in (_num(h.get("test_acc")) for h in history) if t is not None]
-        rows.append([str(run.get("mode", "?")), str(run.get("mapping", "?")),
-                     str(run.get("procedure", "?")), plain(run.get("T")),
-                     plain(history[-1].get("epoch")), pct(history[0].get("test_acc")),
-                     pct(history[-1].get("test_acc")), pct(final_entry(run).get("test_acc")),
-                     pct(max(tests) if tests else None)])
-    lines += _table(["Mode", "Mapping", "Procedure", "T", "Epochs", "Epoch-0 acc", "Final acc",
-                     "Final acc, full test set", "Best acc (any epoch)"], rows)
-    ann = _num((results.get("ann") or {}).get("test_acc_mean"))
-    note = f" Unconstrained ANN test accuracy: {pct(ann)}." if ann is not None else ""
-    return lines + ["", "Test accuracy on the per-epoch test subset, except \"Final acc, full "
-                    "test set\" (every test image, last epoch). \"Best acc (any epoch)\" is the "
-                    "maximum over epochs of subset test accuracy, shown for reference only." + note
-                    + _constrain_scope(results), ""]
-
-
-def _constrain_scope(results: Mapping[str, Any]) -> str:
-    """What the constrained runs are, from the configuration: one seed, the evaluation subsets,
-    every layer constrained, and the extra epochs beyond the ANN's training."""
-    cfg = results.get("config") or {}
-    c, a = cfg.get("constrain") or {}, cfg.get("ann") or {}
-    parts = [" Every run starts from seed 0's networks (one seed, no spread)."]
-    if c.get("val_limit") is not None and c.get("test_limit") is not None:
-        parts.append(f" Per-epoch accuracies use the first {plain(c['val_limit'])} validation and the "
-                     f"first {plain(c['test_limit'])} test images.")
-    model = cfg.get("model", "mlp")
-    which = " (both layers of the 784-100-10 MLP)" if model == "mlp" else f" of `{model}`"
-    parts.append(f" xbar constrains every weight layer{which}; the study constrained one.")
-    if c.get("epochs") is not None and a.get("epochs") is not None:
-        parts.append(f" Each run finetunes {plain(c['epochs'])} more epochs (the ANN itself trained "
-                     f"{plain(a['epochs'])}), so an accuracy above the unconstrained ANN's can come "
-                     "from the extra training: no unconstrained finetuning of the same length is "
-                     "run as a reference.")
-    return "".join(parts)
-
-
-def _encoder_spikes(energy: Mapping[str, Any]) -> Any:
-    """The input events of the first synaptic layer (the encoder's spikes), per sample."""
-    first = next((l for l in energy.get("layers") or [] if l.get("kind") not in ("if", "digital", "output")), None)
-    return None if first is None else first.get("input_events")
-
-
-def _zero_terms(modes: Mapping[str, Mapping[str, Any]]) -> str:
-    """A clause naming the terms of Total J that are zero in every mode (the device profile
-    gives them no energy, or the network has no such work), e.g. ``"; here the ADC, neuron and
-    digital terms are 0, so Total J = Crossbar J"``."""
-    names = (("adc_j", "ADC"), ("neuron_j", "neuron"), ("digital_j", "digital"))
-    terms = [name for key, name in names if all(not _num((e.get("totals") or {}).get(key)) for e in modes.values())]
-    if not terms:
-        return ""
-    tail = ", so Total J = Crossbar J" if len(terms) == len(names) else ""
-    listed = ", ".join(terms[:-1]) + (" and " if len(terms) > 1 else "") + terms[-1]
-    return f"; here the {listed} term{'s are' if len(terms) > 1 else ' is'} 0{tail}"
-
-
-def _energy_section(results: Mapping[str, Any], plots: Mapping[str, str]) -> list[str]:
-    """Energy per sample per mode from the device model, against digital ACs and MACs."""
-    modes = {m: d["energy"] for m, d in _modes(results).items() if (d.get("energy") or {}).get("totals")}
-    lines = ["## Energy", ""]
-    if not modes:
-        return lines + [NOT_RUN, ""]
-    lines += _plot(plots, "energy_per_layer", "Energy per layer") + [""]
-    rows = []
-    for mode, energy in modes.items():
-        tot = energy["totals"]
-        snn, ann = _num(tot.get("digital_snn_j")), _num(tot.get("digital_ann_j"))
-        ratio = f"{ann / snn:.2f}×" if snn and ann is not None else DASH
-        rows.append([mode, plain(_modes(results)[mode].get("best_T")), count(_encoder_spikes(energy)),
-                     count(tot.get("input_events")), count(tot.get("acs")), sci(tot.get("crossbar_j")),
-                     sci(tot.get("joules")), sci(snn), sci(ann), ratio])
-    lines += _table(["Mode", "T", "Encoder spikes", "Input events, all layers", "ACs", "Crossbar J",
-                     "Total J", "Digital SNN J", "Digital ANN J", "ANN/SNN digital"], rows)
-    samples = {plain(e.get("samples")) for e in modes.values()}
-    devices = {str(e.get("device")) for e in modes.values()}
-    return lines + ["", f"Per test sample, averaged over the first {', '.join(sorted(samples))} MNIST "
-                    "test images (configuration `energy.test_limit`; the timestep sweep's energy "
-                    "column uses its own test images, so the two differ), seed 0. \"Encoder "
-                    "spikes\" are the input spikes entering the first layer; \"Input events, all "
-                    "layers\" adds the spikes entering every later layer. At "
-                    f"each mode's best T, device `{', '.join(sorted(devices))}`. Total J is the "
-                    "analog model: crossbar reads plus ADC conversions, neuron updates and spikes, "
-                    f"and digital work (bias adds, merges){_zero_terms(modes)}. Digital "
-                    "SNN J is ACs × the AC energy; digital ANN J is the ANN's MACs × the MAC "
-                    "energy (per-operation energies from the device profile).", ""]
+    r_cfg = (results.get("config") or {}).get("rates")
+    r_cfg = r_cfg if isinstance(r_cfg, Mapping) else {}
+    here, sweep = images_phrase(results, "test", r_cfg.get("test_limit")), images_phrase(results, "test")
+    differ = (f" (the timestep sweep uses {sweep}, and other spike trains, so its figure at the "
+              "same rate and T can differ)") if here != sweep else " (other spike trains than the timestep sweep's)"
+    return lines + ["", f"Test accuracy, {seeds}, on {here}{differ}, each mode at its best T; "
+                    "**bold**: the best rate, the lowest rate whose validation accuracy "
+                    f"({images_phrase(results, 'val', r_cfg.get('val_limit'))}) is within 0.5 points "
+                    "of the mode's best validation accuracy.", ""]
 
 
 def _mode_differences(results: Mapping[str, Any], mode: str, data: Mapping[str, Any],
@@ -555,14 +427,14 @@ def summary_lines(results: Mapping[str, Any]) -> list[str]:
     """
     ann = results.get("ann") or {}
     seeds = len(results.get("seeds") or [])
-    lines = [f"ANN test accuracy {pct_pm(ann.get('test_acc_mean'), ann.get('test_acc_std'))} "
+    lines = [f"ANN test accuracy {acc_over_seeds(ann.get('test_acc_mean'), ann.get('test_acc_std'), seeds)} "
              f"over {seeds} seed(s)" if ann else f"ANN {NOT_RUN}"]
     for mode, data in _modes(results).items():
         ref = study_ref(results, mode) or {}
         head = data.get("headline") or {}
         text = (f"{mode}: best T {plain(data.get('best_T'))}"
                 + (f" (study {plain(ref['best_T'])})" if ref.get("best_T") is not None else "")
-                + f", test {pct_pm(head.get('test_acc_mean'), head.get('test_acc_std'))}")
+                + f", test {acc_over_seeds(head.get('test_acc_mean'), head.get('test_acc_std'), head.get('n_seeds'))}")
         clip = study_procedure_run(results, mode)
         if clip is not None:
             text += f", constrained {pct(final_entry(clip).get('test_acc'))}"

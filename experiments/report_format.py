@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 DASH = "—"
@@ -75,3 +75,36 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(row) + " |" for row in rows]
     return out
+
+
+def _modes(results: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    """The results' modes mapping, empty when absent."""
+    modes = results.get("modes") or {}
+    return dict(modes) if isinstance(modes, Mapping) else {}
+
+
+def _plot(plots: Mapping[str, str], key: str, title: str) -> list[str]:
+    """A markdown image line for a drawn plot, or a note that it was not drawn."""
+    return [f"![{title}]({plots[key]})"] if key in plots else [f"*{title}: plot not drawn (no data).*"]
+
+
+_SPLIT_SIZE = {"test": 10_000}  # MNIST's test set; validation is ``data.val_size`` training images
+
+
+def images_phrase(results: Mapping[str, Any], split: str, limit: Any = None) -> str:
+    """Which images of ``split`` (``"test"`` or ``"val"``) a figure uses, from the run's
+    configuration: ``data.<split>_limit`` and a further ``limit``, e.g. ``"the first 2,000 test
+    images"`` or ``"all 10,000 test images"``."""
+    cfg = results.get("config") or {}
+    data = cfg.get("data") or {}
+    limits = [int(x) for x in (data.get(f"{split}_limit"), limit) if _num(x) is not None]
+    word = "validation" if split == "val" else split
+    if limits:
+        return f"the first {min(limits):,} {word} images"
+    size = _SPLIT_SIZE.get(split) if split == "test" else data.get("val_size")
+    return f"all {int(size):,} {word} images" if _num(size) is not None else f"all {word} images"
+
+
+def acc_over_seeds(mean: Any, std: Any, n: Any) -> str:
+    """Mean ± std of an accuracy over ``n`` seeds; one seed has no spread, so no ± is shown."""
+    return pct(mean) + " (1 seed)" if _num(n) == 1 else pct_pm(mean, std)

@@ -48,6 +48,7 @@ STUDY_REFERENCE = {
     "spike-norm+surrogate": {"best_T": 8, "runtime_s": 55, "best_rate": 0.38, "acc_5_epochs": "> 90%", "constrained_20_epochs": 0.913},
 }
 SPIKE_NORM_SAMPLES = 1024
+TEST_SWEEP_SEED = 2  # encoder seed of the timestep sweep's test pass (validation: 1)
 
 
 def _say(msg: str) -> None:
@@ -275,7 +276,10 @@ class Study:
                     self.network(mode, seed)
 
     def step_timesteps(self) -> None:
-        """Timestep sweep (seed 0) at max rate ``encoder.max_rate``; best T chosen on validation."""
+        """Timestep sweep (seed 0) at max rate ``encoder.max_rate``; best T chosen on validation.
+
+        The test pass also meters every mode layer by layer at its best T (``energy``), on the
+        same images and spike trains as its ``timesteps`` row at that T."""
         todo = [m for m in self.cfg["modes"] if "best_T" not in self._mode(m)]
         if not todo:
             return
@@ -283,15 +287,38 @@ class Study:
         ts, rate = list(self.cfg["timesteps"]), float(self.cfg["encoder"]["max_rate"])
         _say(f"timestep sweep: T in {ts}, modes {', '.join(todo)}")
         val = timestep_sweep(nets, self.loader("val"), ts, rate, 1, self.device, progress=self.progress, desc="T sweep (val)")
-        test = timestep_sweep(nets, self.loader("test"), ts, rate, 2, self.device, progress=self.progress, desc="T sweep (test)")
         tol = float(self.cfg["best_t_tolerance"])
         for m in todo:
-            rows = [{"seed": 0, "T": v["T"], "val_acc": v["acc"], "test_acc": t["acc"], "input_spikes": t["input_spikes"],
-                     "acs": t["acs"], "joules": t["joules"], "wall_s": t["wall_s"]} for v, t in zip(val[m], test[m])]
+            rows = [{"seed": 0, "T": v["T"], "val_acc": v["acc"]} for v in val[m]]
             best = max(r["val_acc"] for r in rows)
             rec = self._mode(m)
             rec["timesteps"] = rows
             rec["best_T"] = min(r["T"] for r in rows if r["val_acc"] >= best - tol)
+        self._test_sweep(todo)
+
+    def _test_sweep(self, modes: list[str]) -> None:
+        """The timestep sweep's test pass (encoder seed ``TEST_SWEEP_SEED``) for ``modes``,
+        whose validation rows and best T are known: test columns of ``timesteps`` and the
+        per-layer ``energy`` report at best T."""
+        nets = {m: self.network(m, 0) for m in modes}
+        ts, rate = list(self.cfg["timesteps"]), float(self.cfg["encoder"]["max_rate"])
+        best = {m: int(self._mode(m)["best_T"]) for m in modes}
+        test = timestep_sweep(nets, self.loader("test"), ts, rate, TEST_SWEEP_SEED, self.device,
+                              progress=self.progress, desc="T sweep (test)", reports=best)
+        for m in modes:
+            rec = self._mode(m)
+            val = {r["T"]: r["val_acc"] for r in rec["timesteps"]}
+            rec["timesteps"] = [{"seed": 0, "T": t["T"], "val_acc": val[t["T"]], "test_acc": t["acc"],
+                                 "input_spikes": t["input_spikes"], "acs": t["acs"], "joules": t["joules"],
+                                 "wall_s": t["wall_s"]} for t in test[m]]
+            layer = test["reports"][m]
+            report, est = layer["report"], self.cfg["periphery_estimate"]
+            priced = report.with_periphery(adc_pj=float(est["adc_pj"]), neuron_update_pj=float(est["neuron_update_pj"]),
+                                           spike_pj=float(est["spike_pj"]))
+            rec["energy"] = {**report.to_dict(), "T": layer["T"], "seed": 0, "encoder_spikes": layer["encoder_spikes"],
+                             "sample_set": {"split": "test", "images": report.samples, "encoder_seed": TEST_SWEEP_SEED,
+                                            "source": "the timestep sweep's test pass"},
+                             "with_periphery": priced.to_dict()["totals"]}
         self.save()
 
     def best_t(self, mode: str) -> int:
@@ -338,17 +365,14 @@ class Study:
             self.save()
 
     def step_energy(self) -> None:
-        """Per-layer energy report of every mode at its best T (seed 0) on the constraint device."""
-        for m in self.cfg["modes"]:
-            rec = self._mode(m)
-            if "energy" in rec:
-                continue
-            snn = self.network(m, 0)
-            snn.timesteps, snn.encoder = self.best_t(m), self._encoder(40_000)
-            with xbar.EnergyMeter(snn, self.device) as meter:
-                evaluate(snn, self.loader("test", self.cfg["energy"]["test_limit"]))
-            rec["energy"] = meter.report().to_dict()
-            self.save()
+        """Per-layer energy of every mode at its best T (seed 0) on the constraint device: measured
+        in the timestep sweep's test pass; reruns that pass for modes that lack it."""
+        todo = [m for m in self.cfg["modes"] if "energy" not in self._mode(m)]
+        for m in todo:
+            self.best_t(m)
+        todo = [m for m in todo if "energy" not in self._mode(m)]
+        if todo:
+            self._test_sweep(todo)
 
     def step_constrain(self) -> None:
         """Constrained finetuning on the device: each mapping x procedure, accuracy per epoch."""
@@ -359,6 +383,8 @@ class Study:
             for proc in c["procedures"]:
                 if conv and any((m, mapping, proc) not in done for m in conv):
                     self._constrain_ann(conv, mapping, proc)
+        if c["unconstrained_reference"] and conv and any((m, "none", "unconstrained") not in done for m in conv):
+            self._unconstrained_reference(conv)
         for variant in c["snn_variants"]:
             mapping, proc = variant.split("/")
             for m in self.cfg["modes"]:
@@ -402,6 +428,37 @@ class Study:
                 apply_constraints(model, dev, mapping)
             self._constrained_eval(hw().eval(), modes, epoch, hist, convert=True)
         self._finish_runs(modes, mapping, proc, hist)
+
+    def _unconstrained_reference(self, modes: list[str]) -> None:
+        """The reference for the constrained runs: seed 0's ANN finetuned for the same epochs with
+        the same optimiser and batches, without constraints (float weights). Per epoch: the ANN's
+        own accuracy (``constrain.reference``) and each converted mode's (runs with mapping
+        ``none``, procedure ``unconstrained``), on the same subsets as the constrained runs."""
+        c = self.cfg["constrain"]
+        model = copy.deepcopy(self.ann(0))
+        hist: dict[str, list] = {m: [] for m in modes}
+        ann_hist: list[dict] = []
+
+        def measure(epoch: int) -> None:
+            model.eval()
+            row = {"epoch": epoch, "val_acc": evaluate(model, self.loader("val", c["val_limit"])),
+                   "test_acc": evaluate(model, self.loader("test", c["test_limit"]))}
+            if epoch == int(c["epochs"]):
+                row["test_acc_full"] = evaluate(model, self.loader("test"))
+            ann_hist.append(row)
+            self._constrained_eval(model, modes, epoch, hist, convert=True)
+
+        measure(0)
+        opt = torch.optim.Adam(model.parameters(), lr=float(c["lr"]))
+        loader = self.loader("train", shuffle_seed=100)
+        from tqdm.auto import trange
+        for epoch in trange(1, int(c["epochs"]) + 1, desc="unconstrained reference", disable=not self.progress, leave=False):
+            model.train()
+            train_epoch(model, loader, opt)
+            measure(epoch)
+        self.results["constrain"]["reference"] = {"what": "seed 0's ANN finetuned without constraints (float weights)",
+                                                  "epochs": int(c["epochs"]), "lr": float(c["lr"]), "history": ann_hist}
+        self._finish_runs(modes, "none", "unconstrained", hist)
 
     def _constrain_snn(self, mode: str, mapping: str, proc: str) -> None:
         c, s = self.cfg["constrain"], self.cfg["surrogate"]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from contextlib import ExitStack, contextmanager
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import torch
 
@@ -87,7 +87,8 @@ def _boundaries(checkpoints: list[int], chunk: int) -> list[int]:
 @torch.no_grad()
 def timestep_sweep(nets: dict[str, SpikingNetwork], loader: Iterable, checkpoints: list[int],
                    max_rate: float, seed: int, device: xbar.DeviceProfile, chunk: int = 32,
-                   progress: bool = False, desc: str = "timesteps") -> dict[str, list[dict]]:
+                   progress: bool = False, desc: str = "timesteps",
+                   reports: dict[str, int] | None = None) -> dict[str, list[dict]]:
     """Accuracy, input spikes, ACs, joules and wall time at every ``T`` in ``checkpoints``.
 
     Args:
@@ -100,11 +101,16 @@ def timestep_sweep(nets: dict[str, SpikingNetwork], loader: Iterable, checkpoint
         chunk: simulate at most this many steps at once (memory bound).
         progress: show a progress bar over batches.
         desc: the progress bar's label.
+        reports: ``{net name: T}`` (``T`` one of ``checkpoints``): also meter the first ``T``
+            steps of every batch of that net layer by layer, on the same spike trains as the
+            rows, so the report's totals equal the row at ``T``.
 
     Returns:
         For each net, one row per ``T``: ``T``, ``acc``, ``input_spikes``, ``acs``, ``joules``
         (per sample) and ``wall_s`` (seconds to simulate ``T`` steps of the whole loader with
-        this net, its share of the encoding included).
+        this net, its share of the encoding included). With ``reports``, the key
+        ``"reports"`` maps each named net to ``{"T": T, "encoder_spikes": ..., "report":
+        EnergyReport}`` (per sample).
     """
     from tqdm.auto import tqdm
 
@@ -114,9 +120,20 @@ def timestep_sweep(nets: dict[str, SpikingNetwork], loader: Iterable, checkpoint
     acc = {n: {t: dict.fromkeys(keys, 0.0) for t in checkpoints} for n in nets}
     spikes_at = dict.fromkeys(checkpoints, 0.0)
     samples = 0
-    with _metering(nets, device) as meters:
+    reports = dict(reports or {})
+    for n, t in reports.items():
+        if n not in nets or t not in checkpoints:
+            raise ValueError(f"reports: {n!r} at T={t} is not a net and checkpoint of this sweep")
+    if "reports" in nets and reports:
+        raise ValueError("reports: a net named 'reports' clashes with the key of the layer reports")
+    layer_meters = {n: xbar.EnergyMeter(nets[n], device) for n in reports}
+    with _metering(nets, device) as meters, ExitStack() as cleanup:
+        for m in layer_meters.values():
+            cleanup.callback(m.stop)
         for x, y in tqdm(loader, desc=desc, disable=not progress, leave=False):
             samples += int(y.shape[0])
+            for m in layer_meters.values():
+                m.start()
             base = {n: m.raw_totals() for n, m in meters.items()}
             sums = {n: None for n in nets}
             elapsed = dict.fromkeys(nets, 0.0)
@@ -141,16 +158,24 @@ def timestep_sweep(nets: dict[str, SpikingNetwork], loader: Iterable, checkpoint
                         row["acs"] += tot["acs"] - base[n]["acs"]
                         row["joules"] += tot["joules"] - base[n]["joules"]
                         row["wall_s"] += elapsed[n]
+                    if reports.get(n) == b:
+                        layer_meters[n].stop()
                 if b in spikes_at:
                     spikes_at[b] += spikes
                 t_prev = b
             for net in nets.values():
                 net.reset()
-    out: dict[str, list[dict]] = {}
+    out: dict[str, Any] = {}
     for n in nets:
         out[n] = [{"T": t, "acc": r["correct"] / samples, "input_spikes": spikes_at[t] / samples,
                    "acs": r["acs"] / samples, "joules": r["joules"] / samples, "wall_s": r["wall_s"]}
                   for t, r in acc[n].items()]
+    if reports:
+        out["reports"] = {}
+        for n, m in layer_meters.items():
+            m.samples = samples  # the network counts a sample per chunk; the sweep knows the truth
+            out["reports"][n] = {"T": reports[n], "encoder_spikes": spikes_at[reports[n]] / samples,
+                                 "report": m.report()}
     return out
 
 

@@ -276,22 +276,30 @@ def test_sweep_captions_name_the_seeds_they_hold(tmp_path: Path, seeds: list[int
 def test_energy_table_names_what_it_counts(tmp_path: Path) -> None:
     """The energy table's spike column is the encoder's spikes (the first layer's input events),
     not the sum over layers; the caption names the sample set and the terms of Total J that are
-    zero, read from the data."""
+    zero, read from the data; the cited-periphery column appears with its sources."""
     results = fake_results()
+    results["config"]["periphery_estimate"] = {"adc_pj": 1.67, "adc_source": "ADC SOURCE", "neuron_update_pj": 1.8,
+                                               "neuron_source": "NEURON SOURCE", "spike_pj": 0.9,
+                                               "spike_source": "SPIKE SOURCE"}
+    for mode in results["modes"].values():
+        mode["energy"]["with_periphery"] = {"joules": 3 * mode["energy"]["totals"]["joules"]}
     text = write_report(results, tmp_path, make_plots(results, tmp_path)).read_text(encoding="utf-8")
     energy = text.split("## Energy")[1].split("\n## ")[0]
     header = next(line for line in energy.splitlines() if line.startswith("| Mode"))
     cols = [c.strip() for c in header.strip("|").split("|")]
-    assert "Input spikes" not in cols and {"Encoder spikes", "Input events, all layers"} <= set(cols)
+    assert "Input spikes" not in cols and {"Encoder spikes", "Input events, all crossbar layers"} <= set(cols)
     mode = next(iter(results["modes"]))
     row = next(line for line in energy.splitlines() if line.startswith(f"| {mode} |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     layers = results["modes"][mode]["energy"]["layers"]
     first, total = layers[0]["input_events"], sum(layer["input_events"] for layer in layers)
     assert float(cells[cols.index("Encoder spikes")].replace(",", "")) == pytest.approx(first, rel=1e-3)
-    assert float(cells[cols.index("Input events, all layers")].replace(",", "")) == pytest.approx(total, rel=1e-3)
-    assert "the first 10000 MNIST test images" in energy
-    assert "here the ADC, neuron and digital terms are 0, so Total J = Crossbar J" in energy
+    assert float(cells[cols.index("Input events, all crossbar layers")].replace(",", "")) == pytest.approx(total, rel=1e-3)
+    joules = results["modes"][mode]["energy"]["totals"]["joules"]
+    assert float(cells[cols.index("Total J, cited periphery")]) == pytest.approx(3 * joules, rel=1e-2)
+    assert "all 10,000 MNIST test images" in energy
+    assert all(src in energy for src in ("ADC SOURCE", "NEURON SOURCE", "SPIKE SOURCE"))
+    assert "here the ADC, neuron and digital terms are 0, so Total J, device model = Crossbar J" in energy
     results["modes"][mode]["energy"]["totals"]["adc_j"] = 1e-12  # a device with an ADC
     text = write_report(results, tmp_path, make_plots(results, tmp_path)).read_text(encoding="utf-8")
     assert "here the neuron and digital terms are 0." in text.split("## Energy")[1]
@@ -306,6 +314,6 @@ def test_constraint_caption_states_scope(tmp_path: Path) -> None:
     text = write_report(results, tmp_path, make_plots(results, tmp_path)).read_text(encoding="utf-8")
     section = text.split("## Hardware constraints")[1].split("\n## ")[0]
     assert "seed 0's networks (one seed" in section
-    assert "first 500 validation and the first 1000 test images" in section
+    assert "the first 500 validation images and the first 1,000 test images" in section
     assert "both layers of the 784-100-10 MLP" in section
     assert "finetunes 20 more epochs (the ANN itself trained 5)" in section

@@ -73,6 +73,23 @@ def test_timestep_sweep_equals_separate_runs(seed4):
             assert row["joules"] == pytest.approx(meter.report().joules, rel=1e-5)
 
 
+def test_timestep_sweep_layer_report_equals_its_row(seed4):
+    """The per-layer report a sweep takes at T (first T steps of every batch, same spike trains)
+    sums to the sweep's row at that T; T must be a checkpoint."""
+    nets = _nets()
+    x, y = torch.rand(12, 1, 4, 4), torch.randint(0, 4, (12,))
+    rows = timestep_sweep(nets, TensorLoader(x, y, 5), [1, 2, 4, 8], 0.8, seed=5, device=seed4, chunk=3,
+                          reports={"seed": 4})
+    rep = rows["reports"]["seed"]
+    row = next(r for r in rows["seed"] if r["T"] == 4)
+    assert rep["T"] == 4 and rep["report"].samples == 12
+    assert rep["report"].acs == pytest.approx(row["acs"], rel=1e-9)
+    assert rep["report"].joules == pytest.approx(row["joules"], rel=1e-9)
+    assert rep["encoder_spikes"] == pytest.approx(row["input_spikes"])
+    with pytest.raises(ValueError, match="reports"):
+        timestep_sweep(nets, TensorLoader(x, y, 5), [1, 2], 0.8, seed=5, device=seed4, reports={"seed": 3})
+
+
 def test_rate_sweep_counts_spikes(seed4):
     nets = _nets()
     x, y = torch.rand(10, 1, 4, 4), torch.randint(0, 4, (10,))
