@@ -301,9 +301,23 @@ def _sweep_sections(results: Mapping[str, Any]) -> list[str]:
             rows.append([f"**{label}**" if accept is not None and abs(v - accept) < 1e-9 else label]
                         + [pct((cell.get((m, c, v)) or {}).get("acc")) for m, c in cols])
         lines += [f"### {title}", ""] + _table([xlabel, *(_label(m, c) for m, c in cols)], rows) + [""]
-        if accept is not None:
-            lines += ["Bold: the acceptance condition's value.", ""]
+        lines += [_accuracy_caption(results, points)
+                  + (" Bold: the acceptance condition's value." if accept is not None else ""), ""]
     return lines
+
+
+def _test_images(results: Mapping[str, Any], limit: Any = None) -> str:
+    """Which test images a figure uses, from ``data.test_limit`` and a further ``limit``."""
+    limits = [int(x) for x in (_cfg(results, "data", "test_limit"), limit) if _num(x) is not None]
+    return f"the first {min(limits):,} MNIST test images" if limits else "all 10,000 MNIST test images"
+
+
+def _accuracy_caption(results: Mapping[str, Any], points: Sequence[Mapping[str, Any]]) -> str:
+    """What a sweep table's cells are: test accuracy on which images, averaged over which chips."""
+    chips = sorted({len(p.get("acc_per_chip") or []) for p in points} - {0})
+    n = ", ".join(map(str, chips)) if chips else plain(_cfg(results, "chips"))
+    return (f"Test accuracy on {_test_images(results)} at T={plain(_cfg(results, 'timesteps'))}, Poisson max "
+            f"rate {plain(_cfg(results, 'max_rate'))}, mean over {n} chip(s) (chip k is seed k).")
 
 
 def _device_section(results: Mapping[str, Any]) -> list[str]:
@@ -323,8 +337,10 @@ def _device_section(results: Mapping[str, Any]) -> list[str]:
     return ["## Device comparison", ""] + _table(
         ["Device", "Periphery", *(f"Accuracy, {x}" for x in labels),
          *(f"Energy/sample, {x}" for x in labels)], rows) + [
-        "", f"Energy per test sample from the device model (averaged over {', '.join(samples)} "
-        "samples): crossbar reads, ADC, neuron updates and spikes; in brackets the ADC's share. "
+        "", _accuracy_caption(results, results.get("devices") or []) + " Energy per test sample "
+        f"from the device model, chip 0 only, averaged over the first {', '.join(samples)} test images: "
+        "crossbar reads, ADC, neuron updates and spikes and digital work as the profile prices them; "
+        "in brackets the ADC's share. "
         "\"ideal\" periphery: the profile without ADC, DAC, tiling or wire resistance.", "",
         "![Accuracy and energy per device](devices.png)", ""]
 

@@ -172,3 +172,21 @@ def test_formatting() -> None:
         "1 s", "1 min", "1 h", "1 d", "30 d", "1 y"]
     assert energy(1.234e-8) == "12.3 nJ" and energy(2.5e-6) == "2.5 µJ" and energy(0) == "0 pJ"
     assert duration(0) == "0 s" and duration(90) == "1.5 min"
+
+
+def test_every_table_caption_names_images_chips_and_energy_scope(tmp_path: Path) -> None:
+    """Every sweep table and the device table say which test images, T and how many chips their
+    accuracies average (read from the data), and that the energy is chip 0's on its own images."""
+    results = make_results()
+    results["config"]["data"] = {"test_limit": 1000}
+    results["config"]["max_rate"] = 1.0
+    for p in results["points"]:
+        p["acc_per_chip"] = p["acc_per_chip"] + [p["acc"]]  # three chips held
+    text = write_all(results, tmp_path).read_text(encoding="utf-8")
+    sweeps = text.split("## Sweeps")[1].split("\n## ")[0].split("### ")[1:]
+    assert len(sweeps) == len(SWEEP_VALUES)
+    for part in sweeps:
+        assert "Test accuracy on the first 1,000 MNIST test images at T=32, Poisson max rate 1, " \
+               "mean over 3 chip(s)" in part
+    device = text.split("## Device comparison")[1].split("\n## ")[0]
+    assert "mean over 2 chip(s)" in device and "chip 0 only, averaged over the first 100 test images" in device
