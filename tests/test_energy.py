@@ -145,3 +145,96 @@ def test_snn_meter_per_sample_spikes_and_neurons(seed4):
     assert r.ann_macs == 16 * 10 + 10 * 3
     assert r.joules > 0 and r.joules == pytest.approx(sum(layer.joules for layer in r.layers))
     assert "total" in r.table() and r.to_dict()["totals"]["acs"] == r.acs
+
+
+# -- NeuroBench-compatible counts: effective ACs / MACs and activation sparsity -----------------
+
+W3 = torch.tensor([[0.5, 0.0, -1.0], [0.0, 0.0, 0.25]])  # 3 inputs, 2 outputs; input 1 drives no weight
+
+
+def test_effective_acs_hand_worked_3_inputs_2_outputs(seed4):
+    """Effective ACs count (spike, non-zero weight) pairs: input 0 has one non-zero weight, input 1
+    none, input 2 two. Spikes [1, 1, 0] and [1, 0, 1]: 1 + 0 and 1 + 2 effective ACs, against
+    xbar's ACs (every row a spike drives, zero weights included) of 2 x 2 and 2 x 2."""
+    lin = nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(W3)
+    layer = xbar.CrossbarLinear.from_linear(lin, seed4)
+    assert (layer.effective_weight() == 0).sum() == 3, "zero weights leave G+ = G- (differential mapping)"
+    with xbar.EnergyMeter(layer, seed4) as meter:
+        with torch.no_grad():
+            layer(torch.tensor([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]]))
+    r = meter.report()
+    assert r.acs == 4 and r.effective_acs == 2 and r.effective_macs == 0
+    assert r.layers[0].effective_acs == 2 and r.to_dict()["totals"]["effective_acs"] == 2
+    with xbar.EnergyMeter(layer, seed4) as meter:
+        with torch.no_grad():
+            layer(torch.tensor([[0.5, 0.0, -2.0]]))  # analog: non-zero drive x non-zero weight
+    r = meter.report()
+    assert r.macs == 4 and r.effective_macs == 3 and r.effective_acs == 0
+
+
+def test_effective_acs_follow_the_programmed_weight_not_the_master(seed4):
+    """A weight too small for the device's 16 states snaps to G+ = G-: the array holds a zero and
+    the effective ACs do not count it (NeuroBench on the master weights would)."""
+    lin = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[1.0, 0.01]]))
+    layer = xbar.CrossbarLinear.from_linear(lin, seed4)
+    assert layer.effective_weight()[0, 1] == 0 and layer.weight[0, 1] != 0
+    with xbar.EnergyMeter(layer, seed4) as meter:
+        with torch.no_grad():
+            layer(torch.ones(1, 2))
+    assert meter.report().acs == 2 and meter.report().effective_acs == 1
+
+
+def test_effective_acs_follow_reprogramming(seed4):
+    """The cached non-zero masks follow a new master weight."""
+    lin = nn.Linear(3, 2, bias=False)
+    with torch.no_grad():
+        lin.weight.fill_(-0.5)
+    layer = xbar.CrossbarLinear.from_linear(lin, seed4)
+    x = torch.ones(1, 3)
+    with xbar.EnergyMeter(layer, seed4) as meter:
+        with torch.no_grad():
+            layer(x)
+            assert meter.report().effective_acs == 6
+            layer.weight.copy_(W3)
+            layer(x)
+    assert meter.report().effective_acs == (6 + 3) / 2  # per sample, two samples
+
+
+@settings(max_examples=25, deadline=None)
+@given(cin=st.integers(1, 3), cout=st.integers(1, 3), k=st.integers(1, 3), stride=st.integers(1, 2),
+       pad=st.integers(0, 2), p=st.floats(0.05, 0.9), zeros=st.floats(0.0, 0.8))
+def test_conv_effective_acs_equal_brute_force(cin, cout, k, stride, pad, p, zeros, ideal):
+    conv = nn.Conv2d(cin, cout, k, stride=stride, padding=pad, bias=False)
+    with torch.no_grad():
+        conv.weight.mul_((torch.rand_like(conv.weight) >= zeros).float())
+    x = (torch.rand(3, cin, 7, 8) < p).float()
+    with xbar.EnergyMeter(conv, ideal) as meter:
+        with torch.no_grad():
+            conv(x)
+    brute = F.conv2d(x, (conv.weight != 0).float(), stride=stride, padding=pad).sum().item()
+    assert meter.report().effective_acs == pytest.approx(brute / 3, rel=1e-6)
+
+
+def test_activation_sparsity_of_if_layers(seed4):
+    """Activation sparsity (NeuroBench's definition): zero outputs of the IF layers over all their
+    outputs, every timestep and sample; per layer and for the report."""
+    torch.manual_seed(0)
+    ann = xbar.to_crossbar(nn.Sequential(nn.Flatten(), nn.Linear(16, 10, bias=False), nn.ReLU(),
+                                         nn.Linear(10, 6, bias=False), nn.ReLU(), nn.Linear(6, 3)), seed4)
+    snn = xbar.to_snn(ann, calibration=torch.rand(8, 1, 4, 4), timesteps=8, norm="max")
+    spikes = (torch.rand(8, 5, 1, 4, 4) < 0.5).float()
+    with xbar.EnergyMeter(snn, seed4) as meter:
+        with torch.no_grad():
+            snn.run(spikes)
+    r = meter.report()
+    ifs = [layer for layer in r.layers if layer.kind == "if"]
+    fired = sum(layer.spikes for layer in ifs)
+    assert r.activation_sparsity == pytest.approx(1 - fired / (8 * (10 + 6)))
+    assert ifs[0].activation_sparsity == pytest.approx(1 - ifs[0].spikes / 80)
+    assert r.to_dict()["totals"]["activation_sparsity"] == r.activation_sparsity
+    assert 0 < r.activation_sparsity < 1
+    assert r.effective_acs <= r.acs

@@ -11,6 +11,11 @@ a layer with row drive ``x`` (DESIGN.md, "Physical model"):
 * ACs (binary ``x``) or MACs (analog ``x``): ``sum_i [x_i != 0] * fan_out_i``, where
   ``fan_out_i`` is ``out_features`` for Linear and, for a convolution, the exact number of
   (output channel, output position) pairs input position ``i`` feeds;
+* effective ACs / MACs (NeuroBench 2.3's ``synaptic_operations``: ``Effective_ACs`` /
+  ``Effective_MACs``): the same sum over the non-zero weights only, ``sum_i [x_i != 0] *
+  nnz_fan_out_i``; a weight is non-zero when the array holds one, ``G+ - G- != 0`` (the
+  effective weight read back, snapping and faults included; a float layer's own weight);
+  input ``-1`` counts as analog here (NeuroBench calls ``{-1, 0, 1}`` input spikes);
 * crossbar read energy ``E = t_read * sum_i (x_i V_read)^2 * sum_j (G+_ij + G-_ij)``
   (for a convolution summed over every output position's read);
 * column reads: one per column output per read and per array the column spans (a layer tiled
@@ -75,7 +80,7 @@ class _Counter:
         self.ann_macs_per_sample = 0.0
         self.outputs_per_read = 0.0
         self.column_outputs = 0.0
-        self.cache: dict[Any, tuple[torch.Tensor, torch.Tensor, float, float]] = {}
+        self.cache: dict[Any, tuple[torch.Tensor, torch.Tensor, float, float, torch.Tensor]] = {}
 
     def add(self, key: str, value: torch.Tensor | float) -> None:
         self.values[key] = self.values.get(key, 0.0) + value
@@ -318,24 +323,28 @@ class EnergyMeter:
         """Per-input-position fan-out and the conductance sum it drives (float64), outputs per
         read and ANN MACs per sample; cached per input shape and programming."""
         key = (tuple(in_shape), module.weight._version, getattr(module, "_stamp", None),
-               getattr(module, "_drift_t", None))
+               getattr(module, "_drift_t", None), getattr(getattr(module, "_w_eff", None), "_version", None))
         hit = c.cache.get(key)
         if hit is not None:
             return hit
         with torch.no_grad():
             dt = module.weight.dtype
             gsum = self._conductance_sum(module).to(dt)
+            mask = (_nonzero_weight(module) != 0).to(dt)
             if isinstance(module, nn.Linear):
                 fan_out = torch.full((in_shape[-1],), float(module.out_features), dtype=dt, device=device)
                 g_feed = gsum.sum(0)
+                eff_fan_out = mask.sum(0).to(device)
                 outputs = float(module.out_features)
             else:
                 conv, gsum = _as_conv2d(module, gsum)
+                mask = _as_conv2d(module, mask)[1]
                 in_hw = (1, in_shape[-1]) if isinstance(module, nn.Conv1d) else tuple(in_shape[-2:])
                 out_hw = _conv_out_hw(conv, in_hw)
                 ones = torch.ones(1, module.out_channels, *out_hw, dtype=dt, device=device)
                 fan_out = _conv_feed(conv, ones, torch.ones_like(gsum), in_hw).reshape(in_shape)
                 g_feed = _conv_feed(conv, ones, gsum, in_hw).reshape(in_shape)
+                eff_fan_out = _conv_feed(conv, ones, mask.to(device), in_hw).reshape(in_shape)
                 outputs = float(module.out_channels * out_hw[0] * out_hw[1])
             c.outputs_per_read = outputs
             c.column_outputs = outputs * tile_count(module.weight[0].numel(), self.device.tile_rows)  # per array
@@ -343,7 +352,7 @@ class EnergyMeter:
             outputs = 0.0 if self.device.adc_bits is None else c.column_outputs
         fan_out, g_feed = fan_out.to(torch.float64), g_feed.to(device=device, dtype=torch.float64)
         c.cache.clear()
-        c.cache[key] = (fan_out, g_feed, outputs, float(fan_out.sum()))
+        c.cache[key] = (fan_out, g_feed, outputs, float(fan_out.sum()), eff_fan_out.to(torch.float64))
         return c.cache[key]
 
     @staticmethod
@@ -373,7 +382,7 @@ class EnergyMeter:
         ``sq``, the sum of squared drives, when the input is analog), summed over the reads."""
         c = self._counters[module]
         nz = nz.to(torch.float64)
-        fan_out, g_feed, outputs, ann_macs = self._feed_maps(
+        fan_out, g_feed, outputs, ann_macs, eff_fan_out = self._feed_maps(
             module, self._in_shape(module, tuple(nz.shape)), nz.device, c)
         nz = nz.reshape(fan_out.shape)
         sq = nz if sq is None else sq.reshape(fan_out.shape)
@@ -381,6 +390,7 @@ class EnergyMeter:
         ops = (nz * fan_out).sum()
         c.add("input_events", nz.sum())
         c.add("acs" if binary else "macs", ops)
+        c.add("effective_acs" if binary else "effective_macs", (nz * eff_fan_out).sum())
         c.add("crossbar_j", dev.read_time * dev.read_voltage ** 2 * (sq * g_feed).sum())
         c.add("column_reads", reads * c.column_outputs)
         c.add("adc_conversions", reads * outputs)
@@ -420,14 +430,15 @@ class EnergyMeter:
     def raw_totals(self) -> dict[str, float]:
         """Sums over every layer and every sample so far (not divided by samples).
 
-        Keys: ``input_events``, ``acs``, ``macs``, ``joules`` (crossbar + ADC + neuron + spike +
-        digital periphery). Useful to read counts at several points of one run (differences of
+        Keys: ``input_events``, ``acs``, ``macs``, ``effective_acs``, ``effective_macs``, ``joules``
+        (crossbar + ADC + neuron + spike + digital periphery). Useful to read counts at several points of one run (differences of
         two snapshots).
         """
-        out = {"input_events": 0.0, "acs": 0.0, "macs": 0.0, "joules": 0.0}
+        out = {"input_events": 0.0, "acs": 0.0, "macs": 0.0, "effective_acs": 0.0, "effective_macs": 0.0,
+               "joules": 0.0}
         for c in (*self._counters.values(), *self._digital.values()):
             v = c.floats()
-            for key in ("input_events", "acs", "macs"):
+            for key in ("input_events", "acs", "macs", "effective_acs", "effective_macs"):
                 out[key] += v.get(key, 0.0)
             out["joules"] += sum(v.get(k, 0.0) for k in ("crossbar_j", "adc_j", "neuron_j", "spike_j", "digital_j"))
         return out
@@ -459,6 +470,15 @@ class EnergyMeter:
                 layer.digital_ann_j = c.ann_macs_per_sample * self.device.digital_mac_pj * _PJ
             layers.append(layer)
         return EnergyReport(samples=self.samples, layers=layers, device=self.device.name)
+
+
+def _nonzero_weight(module: nn.Module) -> torch.Tensor:
+    """The weight whose non-zero entries the effective ACs count: a crossbar's effective weight
+    ``(G+ - G-) / scale`` as its reads use it (programming errors, snapping, faults, drift, IR
+    drop included), a float layer's own weight."""
+    if isinstance(module, CROSSBAR_TYPES):
+        return module.effective_weight()
+    return module.weight.detach()
 
 
 class _Conv2dView:

@@ -18,6 +18,8 @@ class LayerEnergy:
     """Per-sample counts and energies of one layer (joules, counts per sample).
 
     Synaptic layers fill the crossbar fields; IF layers fill the neuron fields.
+    ``effective_acs`` / ``effective_macs`` count NeuroBench's way (non-zero input times non-zero
+    weight, :mod:`xbar.energy`), beside ``acs`` / ``macs`` (every row an event drives).
     """
 
     name: str
@@ -41,6 +43,14 @@ class LayerEnergy:
     digital_snn_j: float = 0.0
     ann_macs: float = 0.0
     digital_ann_j: float = 0.0
+    effective_acs: float = 0.0
+    effective_macs: float = 0.0
+
+    @property
+    def activation_sparsity(self) -> float:
+        """Zero outputs over all outputs of an IF layer (every neuron, timestep and sample:
+        NeuroBench's ``activation_sparsity`` of this layer); 0.0 for other layers."""
+        return 1.0 - self.spikes / self.neuron_updates if self.kind == "if" and self.neuron_updates else 0.0
 
     @property
     def joules(self) -> float:
@@ -80,6 +90,26 @@ class EnergyReport:
     def macs(self) -> float:
         """Multiply-accumulates (analog input events times fan-out), per sample."""
         return self._total("macs")
+
+    @property
+    def effective_acs(self) -> float:
+        """NeuroBench's ``Effective_ACs``: binary input events times the non-zero weights they
+        drive, per sample."""
+        return self._total("effective_acs")
+
+    @property
+    def effective_macs(self) -> float:
+        """NeuroBench's ``Effective_MACs``: analog non-zero inputs times the non-zero weights they
+        drive, per sample."""
+        return self._total("effective_macs")
+
+    @property
+    def activation_sparsity(self) -> float:
+        """NeuroBench's ``activation_sparsity``: zero outputs over all outputs of the IF layers
+        (every neuron, timestep and sample; the input and max-pools are not activations)."""
+        ifs = [layer for layer in self.layers if layer.kind == "if"]
+        updates = sum(layer.neuron_updates for layer in ifs)
+        return 1.0 - sum(layer.spikes for layer in ifs) / updates if updates else 0.0
 
     @property
     def synaptic_events(self) -> float:
@@ -175,9 +205,11 @@ class EnergyReport:
             "input_events", "acs", "macs", "synaptic_events", "crossbar_j", "column_reads",
             "adc_conversions", "adc_j", "neuron_updates", "neuron_j",
             "spikes", "bias_adds", "merge_adds", "scale_muls", "maxpool_ops", "digital_j",
-            "joules", "digital_snn_j", "ann_macs", "digital_ann_j")}
+            "joules", "digital_snn_j", "ann_macs", "digital_ann_j", "effective_acs", "effective_macs",
+            "activation_sparsity")}
         return {"samples": self.samples, "device": self.device, "totals": totals,
-                "layers": [dict(asdict(layer), joules=layer.joules) for layer in self.layers]}
+                "layers": [dict(asdict(layer), joules=layer.joules, activation_sparsity=layer.activation_sparsity)
+                           for layer in self.layers]}
 
     def with_periphery(self, adc_pj: float | None = None, neuron_update_pj: float | None = None,
                        spike_pj: float | None = None) -> "EnergyReport":
