@@ -272,9 +272,18 @@ def test_bad_input_is_refused_clearly(call: Callable[[], Any], exc: type, patter
     assert "\n" not in str(err.value), "one readable line"
 
 
+@pytest.mark.parametrize("argv", [["reproduce", "--quick", "--seeds", "0"], ["reproduce", "--quick", "--seeds", "-2"]])
+def test_cli_bad_counts_are_usage_errors_naming_the_argument(argv: list[str], tmp_path, capsys) -> None:
+    """A count below 1 is refused by the parser (exit 2, argparse's usage line), naming the
+    argument, not the configuration file."""
+    status = cli_main([*argv, "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert status == 2
+    line = err.strip().splitlines()[-1]
+    assert f"argument --seeds: must be >= 1, got {argv[-1]}" in line and "config" not in line.lower()
+
+
 @pytest.mark.parametrize("argv, needle", [
-    (["reproduce", "--quick", "--seeds", "0"], "seeds"),
-    (["reproduce", "--quick", "--seeds", "-2"], "seeds"),
     (["train", "--quick", "--device", "seed-4bitt"], "did you mean 'seed-4bit'"),
     (["reproduce", "--config", "no-such-config"], "unknown study configuration"),
     (["devices", "show", "idael"], "did you mean 'ideal'"),

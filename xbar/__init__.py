@@ -13,7 +13,7 @@ The public API (DESIGN.md, "Public API contract")::
 from importlib import import_module
 from typing import Any
 
-from .device import DeviceProfile, DeviceProfileError, list_devices, load_device
+from .device import DeviceProfile, DeviceProfileError, DeviceProfileWarning, list_devices, load_device
 
 # Torch-backed names load on first use, so that `xbar devices list` starts fast.
 _LAZY = {
@@ -56,7 +56,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConstantEncoder", "ConversionError", "CrossbarConv1d", "CrossbarConv2d", "CrossbarLinear", "CurrentReadout", "DeviceProfile",
-    "DeviceProfileError", "EnergyMeter", "EnergyReport", "Graph", "IFNeuron", "LayerEnergy", "NORMS",
+    "DeviceProfileError", "DeviceProfileWarning", "EnergyMeter", "EnergyReport", "Graph", "IFNeuron", "LayerEnergy", "NORMS",
     "PoissonEncoder", "SpikingMaxPool", "SpikingNetwork", "calibrate_periphery", "drift", "flatten_sequential",
     "fix_faults", "hardware_aware_finetune", "program_model", "if_scan", "if_step",
     "list_devices", "load_device", "map_weights", "normalised_ann", "snap", "to_crossbar", "to_snn", "unmap",
