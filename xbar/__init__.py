@@ -29,12 +29,13 @@ _LAZY = {
     "calibrate_periphery": "chip", "program_model": "chip", "fix_faults": "chip",
     "hardware_aware_finetune": "train",
     "save": "checkpoint", "load": "checkpoint", "CheckpointError": "checkpoint",
+    "export_nir": "interchange", "NIRExportError": "interchange", "digital_twin": "interchange",
 }
 
 
 # Submodules reachable as attributes (``xbar.convert.normalised_ann``) before anything imported them.
-_SUBMODULES = ("chip", "checkpoint", "convert", "data", "energy", "encoding", "execute", "graph", "layers",
-               "mapping", "neurons", "nonideal", "observers", "periphery", "pooling", "snn", "specs", "train",
+_SUBMODULES = ("chip", "checkpoint", "convert", "data", "energy", "encoding", "execute", "graph", "interchange",
+               "layers", "mapping", "neurons", "nonideal", "observers", "periphery", "pooling", "snn", "specs", "train",
                "validation")
 
 
@@ -56,8 +57,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ConstantEncoder", "ConversionError", "CrossbarConv1d", "CrossbarConv2d", "CrossbarLinear", "CurrentReadout", "DeviceProfile",
-    "DeviceProfileError", "DeviceProfileWarning", "EnergyMeter", "EnergyReport", "Graph", "IFNeuron", "LayerEnergy", "NORMS",
-    "PoissonEncoder", "SpikingMaxPool", "SpikingNetwork", "calibrate_periphery", "drift", "flatten_sequential",
+    "DeviceProfileError", "DeviceProfileWarning", "EnergyMeter", "EnergyReport", "Graph", "IFNeuron", "LayerEnergy",
+    "NIRExportError", "NORMS",
+    "PoissonEncoder", "SpikingMaxPool", "SpikingNetwork", "calibrate_periphery", "digital_twin", "drift",
+    "export_nir", "flatten_sequential",
     "fix_faults", "hardware_aware_finetune", "program_model", "if_scan", "if_step",
     "list_devices", "load_device", "map_weights", "normalised_ann", "snap", "to_crossbar", "to_snn", "unmap",
     "__version__",
