@@ -346,3 +346,18 @@ def test_threshold_ties_fire_as_in_xbar():
     _, hidden = xbar_run(snn, spikes)
     assert hidden["1"].sum() == 8
     assert torch.equal(simulate(g, spikes)["1"], hidden["1"])
+
+
+def test_readme_interchange_section_runs(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text[text.index("## Interchange"):]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    monkeypatch.chdir(tmp_path)
+    env: dict = {}
+    exec(compile(code, "README.md", "exec"), env)  # noqa: S102 - the README block, as written
+    assert (tmp_path / "net.nir").exists() and isinstance(nir.read(tmp_path / "net.nir").nodes["2"], nir.SumPool2d)
+    r = env["r"]
+    assert r.effective_acs <= r.acs and 0 <= r.activation_sparsity <= 1
