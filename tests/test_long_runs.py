@@ -252,7 +252,7 @@ def test_keyboard_interrupt_keeps_finished_steps_and_rerun_resumes(tmp_path: Pat
         assert done["modes"][mode]["timesteps"] == saved["modes"][mode]["timesteps"]
         assert "best_rate" in done["modes"][mode] and "energy" in done["modes"][mode]
     assert {(r["mode"], r["procedure"]) for r in done["constrain"]["runs"]} == {
-        (m, p) for m in ("vanilla", "percentile") for p in ("study", "hardware-aware")}
+        (m, p) for m in ("vanilla", "percentile") for p in ("study", "hardware-aware", "unconstrained")}
     assert (out / "report.md").exists()
 
     with monkeypatch.context() as m, _one_thread():  # everything done: a rerun recomputes nothing
