@@ -145,6 +145,7 @@ def test_snn_meter_per_sample_spikes_and_neurons(seed4):
     assert r.ann_macs == 16 * 10 + 10 * 3
     assert r.joules > 0 and r.joules == pytest.approx(sum(layer.joules for layer in r.layers))
     assert "total" in r.table() and r.to_dict()["totals"]["acs"] == r.acs
+    assert all(layer.kind in line for layer, line in zip(r.layers, r.table().splitlines()[2:]))
 
 
 # -- NeuroBench-compatible counts: effective ACs / MACs and activation sparsity -----------------

@@ -244,7 +244,8 @@ class EnergyReport:
         return EnergyReport(samples=self.samples, layers=layers, device=self.device)
 
     def table(self) -> str:
-        """A human-readable table, one row per layer plus the total.
+        """A human-readable table, one row per layer (its module path and kind: ``linear``,
+        ``conv2d``, ``if``, ...) plus the total.
 
         Columns: input events (non-zero inputs of synaptic layers), spikes (fired by IF layers
         and spiking max-pools), ACs, MACs, crossbar read joules and total joules, all per
@@ -257,11 +258,13 @@ class EnergyReport:
         cols += [c for c in digital if getattr(self, c[1])]
         cols += [("crossbar J", "crossbar_j"), ("total J", "joules")]
         width = max([18] + [len(layer.name) + 2 for layer in self.layers])
-        head = f"{'layer':<{width}}" + "".join(f"{label:>14}" for label, _ in cols)
+        kw = max([6] + [len(layer.kind) + 2 for layer in self.layers])
+        head = f"{'layer':<{width}}{'kind':<{kw}}" + "".join(f"{label:>14}" for label, _ in cols)
         rows = [head, "-" * len(head)]
         for layer in self.layers:
-            rows.append(f"{layer.name:<{width}}" + "".join(f"{getattr(layer, key):>14.4g}" for _, key in cols))
-        rows.append(f"{'total':<{width}}" + "".join(f"{getattr(self, key):>14.4g}" for _, key in cols))
+            rows.append(f"{layer.name:<{width}}{layer.kind:<{kw}}"
+                        + "".join(f"{getattr(layer, key):>14.4g}" for _, key in cols))
+        rows.append(f"{'total':<{width}}{'':<{kw}}" + "".join(f"{getattr(self, key):>14.4g}" for _, key in cols))
         rows.append(f"digital: SNN {self.digital_snn_j:.4g} J vs ANN {self.digital_ann_j:.4g} J "
                     f"per sample ({self.samples} samples)")
         return "\n".join(rows)
