@@ -24,16 +24,43 @@ import difflib
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .device_fields import (BAD, DeviceProfileError, DeviceProfileWarning, _adc_bits, _bits, _canon, _count,
-                            _describe, _Errors, _fraction, _integer, _nonneg, _number, _positive, _text,
-                            warn_implausible)
+from .device_fields import (
+    BAD,
+    DeviceProfileError,
+    DeviceProfileWarning,
+    _canon,
+    _describe,
+    _Errors,
+    _integer,
+    _number,
+    _positive,
+    _text,
+    warn_implausible,
+)
+from .device_schema import (
+    _AGREE_RTOL,
+    _ATTR_FIELD,
+    _CONDUCTANCE_KEYS,
+    _OPTIONAL_TOP,
+    _REQUIRED_TOP,
+    _SECTIONS,
+    _SPACINGS,
+    MAX_LEVELS,
+    SCHEMA_VERSION,
+    _check_faults,
+    _make_states,
+    check_models,
+    from_si,
+    to_si,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -41,78 +68,7 @@ if TYPE_CHECKING:
 __all__ = ["DeviceProfile", "DeviceProfileError", "DeviceProfileWarning", "list_devices", "load_device",
            "load_device_file", "parse_device"]
 
-SCHEMA_VERSION = 1
-MAX_LEVELS = 65536  # largest state table a profile may ask for
-_AGREE_RTOL = 1e-6  # g_max_us / on_off_ratio given beside states_us must agree this closely
-_SPACINGS = ("linear", "log")
 _PACKAGE = "xbar.devices"
-
-
-_Check = Callable[[Any, str, str], Any]
-
-# YAML section -> YAML key -> (DeviceProfile attribute, check, SI value per YAML unit).
-# `conductance` is parsed by hand (it has alternatives); every other section is table-driven.
-_SECTIONS: dict[str, dict[str, tuple[str, _Check, float]]] = {
-    "read": {"voltage_v": ("read_voltage", _positive, 1.0), "pulse_ns": ("read_time", _positive, 1e-9)},
-    "noise": {
-        "programming_sigma": ("programming_sigma", _nonneg, 1.0),
-        "read_sigma": ("read_sigma", _nonneg, 1.0),
-        "d2d_sigma": ("d2d_sigma", _nonneg, 1.0),
-    },
-    "faults": {"stuck_off": ("stuck_off", _fraction, 1.0), "stuck_on": ("stuck_on", _fraction, 1.0)},
-    "drift": {"nu": ("drift_nu", _nonneg, 1.0), "nu_sigma": ("drift_nu_sigma", _nonneg, 1.0),
-              "t0_s": ("drift_t0", _positive, 1.0)},
-    "periphery": {
-        "adc_bits": ("adc_bits", _adc_bits, 1.0),
-        "dac_bits": ("dac_bits", _bits, 1.0),
-        "tile_rows": ("tile_rows", _count, 1.0),
-        "tile_cols": ("tile_cols", _count, 1.0),
-        "wire_ohm": ("wire_ohm", _nonneg, 1.0),
-    },
-    "energy": {
-        "adc_pj": ("adc_pj", _nonneg, 1.0),
-        "neuron_update_pj": ("neuron_update_pj", _nonneg, 1.0),
-        "spike_pj": ("spike_pj", _nonneg, 1.0),
-        "digital_ac_pj": ("digital_ac_pj", _nonneg, 1.0),
-        "digital_mac_pj": ("digital_mac_pj", _nonneg, 1.0),
-    },
-}
-_REQUIRED_TOP = ("schema", "name", "conductance", "read")
-_OPTIONAL_TOP = ("description", "source", "noise", "faults", "drift", "periphery", "energy")
-_CONDUCTANCE_KEYS = ("g_max_us", "on_off_ratio", "levels", "spacing", "states_us")
-# Attribute -> YAML field, for errors raised when a profile is built or replaced in Python.
-_ATTR_FIELD = {attr: f"{sec}.{key}" for sec, keys in _SECTIONS.items()
-               for key, (attr, _check, _scale) in keys.items()}
-_ATTR_FIELD.update(g_min="conductance.on_off_ratio", g_max="conductance.g_max_us",
-                   levels="conductance.levels", spacing="conductance.spacing",
-                   states="conductance.states_us")
-
-
-def _make_states(g_min: float, g_max: float, levels: int, spacing: str) -> tuple[float, ...]:
-    """The state table of ``levels`` states from ``g_min`` to ``g_max`` (siemens).
-
-    Args:
-        g_min: lowest state, siemens.
-        g_max: highest state, siemens.
-        levels: number of states, >= 2.
-        spacing: ``"linear"`` (equal steps) or ``"log"`` (equal ratios).
-
-    Returns:
-        Ascending conductances in siemens, rounded to 12 significant digits, endpoints exact.
-    """
-    last = levels - 1
-    if spacing == "log":
-        ratio = g_max / g_min
-        inner = [g_min * ratio ** (i / last) for i in range(1, last)]
-    else:
-        inner = [g_min + (g_max - g_min) * (i / last) for i in range(1, last)]
-    return (g_min, *(_canon(g) for g in inner), g_max)
-
-
-def _check_faults(stuck_off: float, stuck_on: float, errs: _Errors) -> None:
-    """Both stuck fractions together cannot exceed the whole array."""
-    if stuck_off + stuck_on > 1:
-        errs.add("faults", f"stuck_off + stuck_on must be <= 1, got {stuck_off + stuck_on!r}")
 
 
 @dataclass(frozen=True)
@@ -140,19 +96,35 @@ class DeviceProfile:
     read_voltage: float = 0.2                   # volts
     read_time: float = 10e-9                    # seconds (read pulse width)
     programming_sigma: float = 0.0              # relative to g_max
+    programming_sigma_poly: tuple[float, ...] | None = None    # siemens: sigma(G) = sum c_i (G/g_max)^i
+    programming_sigma_states: tuple[float, ...] | None = None  # siemens, one per state
+    programming_floor: str = "g_min"            # "g_min" | "zero": where a write is clipped below
     read_sigma: float = 0.0                     # relative to g_max, fresh at every read
+    flicker_q: float = 0.0                      # 1/f read noise Q_s at G = g_max (relative to G)
+    flicker_exponent: float = 0.0               # Q_s(G) = flicker_q (G / g_max)^-exponent
+    flicker_q_max: float | None = None          # cap of Q_s; None = none
+    flicker_t_read: float | None = None         # seconds, t_read of the 1/f fit; None = read_time
     d2d_sigma: float = 0.0                      # device-to-device, relative to g_max
     stuck_off: float = 0.0                      # fraction of devices stuck at g_min
     stuck_on: float = 0.0                       # fraction of devices stuck at g_max
     drift_nu: float = 0.0                       # G(t) = G0 (t / t0)^-nu
     drift_nu_sigma: float = 0.0                 # device-to-device spread of nu (absolute)
     drift_t0: float = 20.0                      # seconds
+    drift_time_origin: str = "programming"      # "programming": t since programming; "t0": since t0
+    drift_nu_ln: tuple[float, ...] | None = None            # nu(G) = c0 + c1 ln(G / g_max)
+    drift_nu_range: tuple[float, ...] | None = None         # clip of nu(G)
+    drift_nu_sigma_ln: tuple[float, ...] | None = None      # nu_sigma(G) = c0 + c1 ln(G / g_max)
+    drift_nu_sigma_range: tuple[float, ...] | None = None   # clip of nu_sigma(G)
+    drift_nu_states: tuple[float, ...] | None = None        # nu per state
+    drift_nu_sigma_states: tuple[float, ...] | None = None  # nu spread per state
     adc_bits: int | None = None                 # bits; None = ideal readout
     dac_bits: int | None = None                 # bits; None = ideal drive
     tile_rows: int | None = None                # rows per array; None = one array per layer
     tile_cols: int | None = None                # columns per array; None = one array per layer
     wire_ohm: float = 0.0                       # ohms per wire segment (IR drop); 0 = none
+    out_noise: float = 0.0                      # ADC-input noise, relative to g_max * V_read
     adc_pj: float = 0.0                         # picojoules per ADC conversion
+    dac_pj: float = 0.0                         # picojoules per analog row drive (with dac_bits)
     neuron_update_pj: float = 0.0               # picojoules per neuron update
     spike_pj: float = 0.0                       # picojoules per spike
     digital_ac_pj: float = 0.9                  # picojoules per digital accumulate (baseline)
@@ -176,11 +148,14 @@ class DeviceProfile:
                     bad.add(attr)
                 else:
                     put(attr, value)
-        if "read_time" not in bad:
-            put("read_time", _canon(self.read_time))
+        for attr in {"read_time", "flicker_t_read"} - bad:
+            if getattr(self, attr) is not None:
+                put(attr, _canon(getattr(self, attr)))
         if not bad & {"stuck_off", "stuck_on"}:
             _check_faults(self.stuck_off, self.stuck_on, errs)
         errs.run(self._set_conductance)
+        if not errs.items:
+            check_models(self, errs, bad)
         errs.raise_any()
 
     def _set_conductance(self) -> None:
@@ -266,7 +241,7 @@ class DeviceProfile:
     def has_ideal_periphery(self) -> bool:
         """True when the periphery is exact: no ADC, no DAC, no IR drop (tiling alone then
         changes nothing). Read noise belongs to the devices (see :meth:`ideal_devices`)."""
-        return self.adc_bits is None and self.dac_bits is None and self.wire_ohm == 0
+        return self.adc_bits is None and self.dac_bits is None and self.wire_ohm == 0 and self.out_noise == 0
 
     def ideal_periphery(self) -> DeviceProfile:
         """A copy with ideal periphery: no ADC, no DAC, one array per layer, no IR drop.
@@ -275,13 +250,14 @@ class DeviceProfile:
         isolate device effects from periphery effects.
         """
         return self.replace(adc_bits=None, dac_bits=None, tile_rows=None, tile_cols=None,
-                            wire_ohm=0.0, name=f"{self.name}+ideal-periphery")
+                            wire_ohm=0.0, out_noise=0.0, name=f"{self.name}+ideal-periphery")
 
     def ideal_devices(self) -> DeviceProfile:
         """A copy with ideal devices: no programming, read or device-to-device noise, no stuck
         devices, no drift. States, periphery and energy figures stay."""
         return self.replace(programming_sigma=0.0, read_sigma=0.0, d2d_sigma=0.0, stuck_off=0.0,
-                            stuck_on=0.0, drift_nu=0.0, drift_nu_sigma=0.0, name=f"{self.name}+ideal-devices")
+                            stuck_on=0.0, drift_nu=0.0, drift_nu_sigma=0.0, flicker_q=0.0, **_NO_MODELS,
+                            name=f"{self.name}+ideal-devices")
 
     def _table_is_generated(self) -> bool:
         return (self.states is not None and self.levels is not None
@@ -311,8 +287,7 @@ class DeviceProfile:
             "conductance": conductance,
         }
         for sec, keys in _SECTIONS.items():
-            values = {key: (getattr(self, attr), scale) for key, (attr, _check, scale) in keys.items()}
-            out[sec] = {key: (_canon(v / scale) if scale != 1.0 else v) for key, (v, scale) in values.items()}
+            out[sec] = {key: from_si(getattr(self, attr), scale) for key, (attr, _check, scale) in keys.items()}
         return out
 
     def to_yaml(self) -> str:
@@ -345,6 +320,11 @@ class DeviceProfile:
             changes.setdefault("levels", None)
         changes.setdefault("path", None)  # the result is no longer what the file says
         return dataclasses.replace(self, **changes)
+
+
+# The conductance-dependent models ideal devices drop.
+_NO_MODELS = dict.fromkeys(("programming_sigma_poly", "programming_sigma_states", "drift_nu_ln", "drift_nu_range",
+                            "drift_nu_sigma_ln", "drift_nu_sigma_range", "drift_nu_states", "drift_nu_sigma_states"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -482,7 +462,7 @@ def parse_device(mapping: Any, path: str = "<dict>") -> DeviceProfile:
         for key, value in _section(mapping, sec_name, tuple(keys), errs, required).items():
             attr, check, scale = keys[key]
             checked = errs.check(check, value, f"{sec_name}.{key}")
-            kwargs[attr] = checked * scale if scale != 1.0 and checked not in (None, BAD) else checked
+            kwargs[attr] = checked if checked is BAD else to_si(checked, scale)
     if kwargs.get("stuck_off", 0.0) is not BAD and kwargs.get("stuck_on", 0.0) is not BAD:
         _check_faults(kwargs.get("stuck_off", 0.0), kwargs.get("stuck_on", 0.0), errs)
     errs.raise_any()

@@ -12,7 +12,8 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from typing import Any, Callable, Iterable
+from collections.abc import Iterable
+from typing import Any, Callable
 
 MAX_BITS = 32  # largest ADC/DAC resolution a profile may ask for
 # Conductances (siemens) a real device plausibly has; a value outside warns (units mistaken?).
@@ -215,7 +216,7 @@ def warn_implausible(value_us: float, path: str, where: str) -> bool:
     unit = key.split("[")[0]
     if g > high and low <= g * 1e-3 <= high:
         hint = f"if {value_us:g} is in nanosiemens, write {key}: {_canon(value_us / 1e3):g}"
-    elif g < low and low <= value_us <= high:
+    elif g < low <= value_us <= high:
         hint = f"if {value_us:g} is in siemens, write {key}: {_canon(value_us * 1e6):g}"
     else:
         hint = "check the unit"
@@ -223,3 +224,68 @@ def warn_implausible(value_us: float, path: str, where: str) -> bool:
         f"{_printable(path)}: {where}: {value_us:g} uS ({_si(g)}) is outside the plausible range "
         f"{_si(low)} to {_si(high)}; the unit of {unit} is microsiemens (uS): {hint}"), stacklevel=3)
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks of the conductance-dependent model fields (lists and choices).  A list may be given as
+# a YAML list or (from Python) a tuple; each returns a tuple of floats, or None for null.
+
+MAX_COEFFS = 8  # polynomial / log-fit coefficients a profile may give
+
+
+def _float_list(value: Any, path: str, where: str, low: int, high: int | None, what: str) -> tuple[float, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise DeviceProfileError(path, where, f"must be a list of {what}, got {_describe(value)}")
+    if len(value) < low or (high is not None and len(value) > high):
+        count = f"{low}" if high == low else (f"{low} to {high}" if high is not None else f"at least {low}")
+        raise DeviceProfileError(path, where, f"needs {count} entries, got {len(value)}")
+    return tuple(_number(v, path, f"{where}[{i}]") for i, v in enumerate(value))
+
+
+def _coeffs(value: Any, path: str, where: str) -> tuple[float, ...] | None:
+    """Polynomial coefficients ``[c0, c1, ...]`` (1 to :data:`MAX_COEFFS`), or None."""
+    return None if value is None else _float_list(value, path, where, 1, MAX_COEFFS, "numbers")
+
+
+def _line(value: Any, path: str, where: str) -> tuple[float, ...] | None:
+    """A straight-line fit ``[c0, c1]``, or None."""
+    return None if value is None else _float_list(value, path, where, 2, 2, "two numbers [c0, c1]")
+
+
+def _span(value: Any, path: str, where: str) -> tuple[float, ...] | None:
+    """A closed interval ``[low, high]`` with ``0 <= low <= high``, or None."""
+    if value is None:
+        return None
+    low, high = _float_list(value, path, where, 2, 2, "two numbers [low, high]")
+    if low < 0 or high < low:
+        raise DeviceProfileError(path, where, f"must be [low, high] with 0 <= low <= high, got {[low, high]!r}")
+    return (low, high)
+
+
+def _nonneg_table(value: Any, path: str, where: str) -> tuple[float, ...] | None:
+    """One value >= 0 per state (its length is checked against the state table), or None."""
+    if value is None:
+        return None
+    out = _float_list(value, path, where, 2, None, "numbers >= 0, one per state")
+    for i, v in enumerate(out):
+        if v < 0:
+            raise DeviceProfileError(path, f"{where}[{i}]", f"must be >= 0, got {v!r}")
+    return out
+
+
+def _positive_or_null(value: Any, path: str, where: str) -> float | None:
+    return None if value is None else _bounded(value, path, where, 0.0, True, None)
+
+
+def _choice(*allowed: str) -> Callable[[Any, str, str], str]:
+    """A check accepting one of the strings ``allowed`` (the first is the default)."""
+    def check(value: Any, path: str, where: str) -> str:
+        if value not in allowed:
+            raise DeviceProfileError(path, where, f"must be one of {', '.join(repr(a) for a in allowed)}, "
+                                     f"got {_describe(value)}")
+        return str(value)
+    return check
+
+
+_floor = _choice("g_min", "zero")
+_origin = _choice("programming", "t0")
