@@ -11,7 +11,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "xbar"
 # files that model the devices and their periphery: they may import only each other
-PHYSICS = {"xbar.device", "xbar.device_fields", "xbar.mapping", "xbar.nonideal", "xbar.periphery",
+PHYSICS = {"xbar.device", "xbar.device_fields", "xbar.device_schema", "xbar.mapping", "xbar.noise_models",
+           "xbar.nonideal", "xbar.periphery",
            "xbar.validation"}
 
 

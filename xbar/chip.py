@@ -8,6 +8,9 @@ below, in :mod:`xbar.nonideal` and :mod:`xbar.periphery`, which import nothing a
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 import torch
 from torch import nn
 
@@ -15,18 +18,19 @@ from .layers import CROSSBAR_TYPES
 from .nonideal import draw_faults
 from .periphery import _Calibration
 
-__all__ = ["calibrate_periphery", "drift", "fix_faults", "program_model"]
+__all__ = ["calibrate_periphery", "drift", "fix_faults", "hold_read_noise", "program_model"]
 
 
 @torch.no_grad()
-def drift(model: nn.Module, t_seconds: float, compensate: bool = True) -> nn.Module:
+def drift(model: nn.Module, t_seconds: float, compensate: bool | str = True) -> nn.Module:
     """Let every crossbar layer of ``model`` drift to ``t_seconds`` after programming.
 
     Args:
         model: any module holding :class:`~xbar.CrossbarLinear` / :class:`~xbar.CrossbarConv2d`.
         t_seconds: time since programming, seconds.
-        compensate: apply global drift compensation (one reference read per layer rescales
-            its output by ``sum(G0) / sum(G(t))``).
+        compensate: ``True`` / ``"global"``: global drift compensation (one reference read per
+            layer rescales its output by ``sum(G0) / sum(G(t))``); ``"column"``: per output
+            column (see :meth:`xbar.CrossbarLinear.drift`); ``False``: none.
 
     Returns:
         ``model`` (modified in place). Re-programming a layer undoes its drift.
@@ -35,6 +39,42 @@ def drift(model: nn.Module, t_seconds: float, compensate: bool = True) -> nn.Mod
         if isinstance(m, CROSSBAR_TYPES):
             m.drift(t_seconds, compensate=compensate)
     return model
+
+
+@contextlib.contextmanager
+def hold_read_noise(model: nn.Module, samples: int) -> Iterator[nn.Module]:
+    """Within the block, the 1/f read noise of every crossbar layer of ``model`` whose profile has
+    it (``noise.flicker_q > 0``) is drawn once per sample and held through that sample's reads:
+    reads of ``steps x samples`` rows, step-major (as a :class:`~xbar.SpikingNetwork` reads a
+    tile). Entering again draws afresh. Layers without 1/f noise are untouched (their read
+    generators advance as without the block).
+
+    Args:
+        model: any module holding crossbar layers.
+        samples: samples per read (the tile's batch).
+    """
+    hold = ReadNoiseHold(model)
+    hold.start(samples)
+    try:
+        yield model
+    finally:
+        hold.stop()
+
+
+class ReadNoiseHold:
+    """:func:`hold_read_noise` for a loop over tiles of samples (the SNN executor): ``start(n)``
+    holds fresh 1/f draws for the next ``n`` samples, ``stop()`` ends the hold."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.layers = [m for m in model.modules() if isinstance(m, CROSSBAR_TYPES) and m.profile.flicker_q > 0]
+
+    def start(self, samples: int) -> None:
+        for m in self.layers:
+            m.hold_read_noise(samples)
+
+    def stop(self) -> None:
+        for m in self.layers:
+            m.hold_read_noise(None)
 
 
 @torch.no_grad()

@@ -25,17 +25,40 @@ it), ``_sample_dims`` (the dimensions of one sample, for the DAC), ``_bias_view`
 from __future__ import annotations
 
 import copy
+import warnings
 from typing import Any
 
 import torch
 from torch import nn
 
-from .device import DeviceProfile, load_device, parse_device
+from .device import DeviceProfile, DeviceProfileWarning, load_device, parse_device
 from .mapping import check_mapping, map_weights, unmap
+from .noise_models import (
+    draw_nu_of,
+    elapsed,
+    flicker_sigma_of,
+    has_nu_model,
+    programming_sigma_of,
+)
 from .nonideal import draw_nu, drift_conductance, program_devices
-from .periphery import adc_quantize, dac_quantize, full_scale, ir_drop, tile_count
-from .validation import (check_finite, check_layer_input, check_layer_output, check_number, check_scale,
-                         check_states_fit, layer_label)
+from .periphery import (
+    IR_DROP_LIMIT,
+    adc_quantize,
+    dac_quantize,
+    full_scale,
+    ir_drop,
+    ir_drop_k,
+    tile_count,
+)
+from .validation import (
+    check_finite,
+    check_layer_input,
+    check_layer_output,
+    check_number,
+    check_scale,
+    check_states_fit,
+    layer_label,
+)
 
 
 def _resolve_profile(profile: DeviceProfile | str | None) -> DeviceProfile:
@@ -75,6 +98,9 @@ class _CrossbarMixin:
         self._stamp: tuple | None = None
         self._drift_t: float | None = None
         self.drift_compensation = 1.0
+        self.column_compensation: torch.Tensor | None = None  # per output column, see drift()
+        self._flicker_std: torch.Tensor | None = None  # 1/f sigma per weight, weight units
+        self._held: tuple[int, int] | None = None  # (samples, seed): 1/f noise held per sample
         self.read_generator: torch.Generator | None = None
         self.adc_range: torch.Tensor | None = None
         self.dac_range: float | None = None
@@ -148,18 +174,43 @@ class _CrossbarMixin:
         check_scale(g.scale, w, dev.g_min, dev.g_max, dev.name, label)
         errors = (dev.g_min, dev.g_max, dev.programming_sigma, dev.d2d_sigma, dev.stuck_off, dev.stuck_on)
         fmap = self.fault_map or (None, None)
-        self.g_pos.copy_(program_devices(g.g_pos, *errors, generator=generator, faults=fmap[0]))
-        self.g_neg.copy_(program_devices(g.g_neg, *errors, generator=generator, faults=fmap[1]))
+        floor = 0.0 if dev.programming_floor == "zero" else None
+        for target, out, faults in ((g.g_pos, self.g_pos, fmap[0]), (g.g_neg, self.g_neg, fmap[1])):
+            sigma = programming_sigma_of(dev, target)
+            sigma = sigma if isinstance(sigma, torch.Tensor) else None  # a constant: the float path
+            out.copy_(program_devices(target, *errors, generator=generator, faults=faults, sigma=sigma, floor=floor))
         self.scale.copy_(g.scale)
-        self._drift_t, self.drift_compensation = None, 1.0
+        self._drift_t, self.drift_compensation, self.column_compensation = None, 1.0, None
         self._nu = None
-        if dev.drift_nu_sigma > 0:  # each device its own exponent, drawn when it is programmed
+        if has_nu_model(dev) == "scalar":  # each device its own exponent, drawn when it is programmed
             self._nu = tuple(draw_nu(w.shape, dev.drift_nu, dev.drift_nu_sigma, generator, w.device).to(w.dtype)
                              for _ in range(2))
+        elif has_nu_model(dev):  # ... of the conductance it is programmed to: nu(G) of its target
+            self._nu = tuple(draw_nu_of(dev, target, generator) for target in (g.g_pos, g.g_neg))
+        self._warn_ir_drop()
         self._refresh_effective()
         self._set_full_scale()
         self._stamp = self._current_stamp()
         return self
+
+    def _warn_ir_drop(self) -> None:
+        """Warn when an array of this layer is outside the first-order IR-drop model's validity."""
+        dev = self._profile
+        if dev.wire_ohm == 0:
+            return
+        rows, cols = self._rows_cols(self.weight).shape
+        k = ir_drop_k(dev.wire_ohm, dev.g_max, min(dev.tile_rows or rows, rows), min(dev.tile_cols or cols, cols))
+        if k > IR_DROP_LIMIT:
+            warnings.warn(DeviceProfileWarning(
+                f"{dev.name}: periphery.wire_ohm: r g_max rows cols = {k:.3g} > {IR_DROP_LIMIT:g} for the arrays of "
+                f"{layer_label(self)}: the first-order IR-drop model is outside its validity (its predicted drop is "
+                f"~4% off at 0.1, ~40% at 1.0; docs/devices.md)"), stacklevel=3)
+
+    @property
+    def time_since_programming(self) -> float:
+        """Seconds since programming of the current read (``t0`` before any :meth:`drift`)."""
+        dev = self._profile
+        return dev.drift_t0 if self._drift_t is None else elapsed(self._drift_t, dev.drift_t0, dev.drift_time_origin)
 
     @torch.no_grad()
     def _set_full_scale(self) -> None:
@@ -176,29 +227,42 @@ class _CrossbarMixin:
             return self.g_pos, self.g_neg
         dev = self._profile
         nu_pos, nu_neg = self._nu if self._nu is not None else (dev.drift_nu, dev.drift_nu)
-        return (drift_conductance(self.g_pos, self._drift_t, nu_pos, dev.drift_t0),
-                drift_conductance(self.g_neg, self._drift_t, nu_neg, dev.drift_t0))
+        t_p = self.time_since_programming
+        return (drift_conductance(self.g_pos, t_p, nu_pos, dev.drift_t0),
+                drift_conductance(self.g_neg, t_p, nu_neg, dev.drift_t0))
 
     @torch.no_grad()
-    def drift(self, t_seconds: float, compensate: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """Read the devices ``t_seconds`` after programming: ``G(t) = G0 (t / t0)^-nu``.
+    def drift(self, t_seconds: float, compensate: bool | str = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Read the devices ``t_seconds`` after programming: ``G(t) = G0 (t_p / t0)^-nu``.
+
+        ``t_p`` is ``t_seconds`` (the profile's ``drift.time_origin: programming``) or
+        ``t_seconds + t0`` (``time_origin: t0``, aihwkit's ``t_inference``).
 
         Args:
-            t_seconds: time since programming, seconds (``nu``, ``t0`` from the device profile).
-            compensate: global drift compensation: rescale this array's output by
-                ``sum(G0) / sum(G(t))``, measured by one reference read.
+            t_seconds: drift time, seconds (``nu``, ``t0`` from the device profile).
+            compensate: ``True`` / ``"global"``: global drift compensation, this array's output
+                rescaled by ``sum(G0) / sum(G(t))`` (one reference read); ``"column"``: per-column
+                compensation, output column ``j`` rescaled by ``sum_i G0_ij / sum_i G_ij(t)`` over
+                both devices of its pairs (one reference read per column, noise-free, applied
+                digitally after the ADC); ``False``: none.
 
         Returns:
             The drifted ``(G+, G-)``, siemens. Later reads use them until :meth:`program`.
         """
         t_seconds = check_number(t_seconds, "t_seconds", 0.0)
+        if compensate not in (True, False, "global", "column"):
+            raise ValueError(f"compensate: must be True, False, 'global' or 'column', got {compensate!r}")
         self._ensure_programmed()
         self._drift_t = t_seconds
         g_pos, g_neg = self.read_conductances()
-        self.drift_compensation = 1.0
-        if compensate:
+        self.drift_compensation, self.column_compensation = 1.0, None
+        if compensate in (True, "global"):
             now = float((g_pos + g_neg).sum())
             self.drift_compensation = float((self.g_pos + self.g_neg).sum()) / now if now > 0 else 1.0
+        elif compensate == "column":
+            now = self._rows_cols(g_pos + g_neg).sum(0)
+            then = self._rows_cols(self.g_pos + self.g_neg).sum(0)
+            self.column_compensation = torch.where(now > 0, then / now.clamp_min(1e-300), torch.ones_like(now))
         self._refresh_effective()
         self._stamp = self._current_stamp()
         return g_pos, g_neg
@@ -210,7 +274,27 @@ class _CrossbarMixin:
         if dev.wire_ohm > 0:
             g_pos, g_neg = (self._from_rows_cols(ir_drop(self._rows_cols(g), dev.wire_ohm, dev.tile_rows,
                                                          dev.tile_cols)) for g in (g_pos, g_neg))
-        self._w_eff.copy_(unmap(g_pos, g_neg, self.scale) * self.drift_compensation)
+        w = unmap(g_pos, g_neg, self.scale) * self.drift_compensation
+        self._w_eff.copy_(w if self.column_compensation is None else w * self._weight_col())
+        self._flicker_std = None
+        if dev.flicker_q > 0:  # 1/f sigma per weight of the pair, weight units, before compensation
+            now = self.read_conductances()
+            t_p = self.time_since_programming
+            var = sum(flicker_sigma_of(dev, g0, g, t_p) ** 2 for g0, g in zip((self.g_pos, self.g_neg), now))
+            self._flicker_std = var.sqrt() / self.scale
+
+    def _weight_col(self) -> torch.Tensor:
+        """:attr:`column_compensation` shaped to scale a weight-shaped tensor."""
+        col = self.column_compensation.to(self.weight)
+        return col.view(-1, *([1] * (self.weight.dim() - 1)))
+
+    def _out_col(self, like: torch.Tensor) -> torch.Tensor | float:
+        """Per-output factor (column compensation) shaped to broadcast against an output or tile
+        partials ``like``; 1.0 without per-column compensation."""
+        if self.column_compensation is None:
+            return 1.0
+        col = self.column_compensation.to(like)
+        return col if self._tile_dim == -2 else col.view(-1, *([1] * (self.weight.dim() - 2)))
 
     # -- periphery ---------------------------------------------------------------------------
     def _rows_cols(self, w: torch.Tensor) -> torch.Tensor:
@@ -231,8 +315,8 @@ class _CrossbarMixin:
         """True when a read is exactly ``x @ W_eff.T`` (no read noise, DAC or ADC): a network
         may then batch, reorder or average reads freely."""
         dev = self._profile
-        return (dev.read_sigma == 0 and dev.adc_bits is None and dev.dac_bits is None
-                and self._calibration is None)
+        return (dev.read_sigma == 0 and dev.flicker_q == 0 and dev.out_noise == 0 and dev.adc_bits is None
+                and dev.dac_bits is None and self._calibration is None)
 
     def adc_full_scale(self) -> torch.Tensor:
         """ADC range of every array ``[row tiles, column tiles]``, weight units: the calibrated
@@ -253,22 +337,91 @@ class _CrossbarMixin:
         """One read through the periphery (DAC, tiles, read noise, ADC), weight units, no bias."""
         dev, w = self._profile, self._w_eff
         if self._calibration is not None:
-            self._calibration.record(self, x, self._tile_partials(x, w) / self.drift_compensation)
+            parts = self._tile_partials(x, w) / self.drift_compensation
+            self._calibration.record(self, x, parts / self._out_col(parts))
             return self._matmul(x, w)
         if dev.dac_bits is not None:
             x = dac_quantize(x, dev.dac_bits, self.dac_range, self._sample_dims(x))
         tiled = dev.adc_bits is not None
         parts = self._tile_partials(x, w) if tiled else self._matmul(x, w)
-        if dev.read_sigma > 0:  # per device and read: one Gaussian per column with the summed variance
-            used = (self.g_pos > 0).to(w.dtype) + (self.g_neg > 0).to(w.dtype)
-            var = self._tile_partials(x * x, used) if tiled else self._matmul(x * x, used)
-            std = var.clamp_min(0).sqrt() * (dev.read_sigma * dev.g_max * self.drift_compensation / self.scale)
-            parts = parts + std * torch.randn(parts.shape, generator=self.read_generator, dtype=parts.dtype,
-                                              device=parts.device)
+        parts = self._add_read_noise(x, parts, tiled)
         if not tiled:
             return parts
-        parts = adc_quantize(parts, dev.adc_bits, self._per_column(self.adc_full_scale(), parts))
+        fs = self._per_column(self.adc_full_scale(), parts) * self._out_col(parts)
+        parts = adc_quantize(parts, dev.adc_bits, fs)
         return parts.sum(self._tile_dim)
+
+    def _add_read_noise(self, x: torch.Tensor, parts: torch.Tensor, tiled: bool) -> torch.Tensor:
+        """``parts`` plus this read's noise: white read noise (fresh per device and read), 1/f
+        noise (per device, held through the reads of one sample when :attr:`_held` says how the
+        reads are laid out, else one draw per read) and ADC-input noise. The fresh parts are one
+        Gaussian per column with the summed variance."""
+        dev, w = self._profile, self._w_eff
+        read = self._tile_partials if tiled else self._matmul
+        gain = self.drift_compensation * self._out_col(parts)
+        held = self._held_layout(x) if self._flicker_std is not None else None
+        var = None
+        if dev.read_sigma > 0:
+            used = (self.g_pos > 0).to(w.dtype) + (self.g_neg > 0).to(w.dtype)
+            var = read(x * x, used) * (dev.read_sigma * dev.g_max / self.scale) ** 2
+        if self._flicker_std is not None and held is None:
+            f = read(x * x, self._flicker_std.to(w.dtype) ** 2)
+            var = f if var is None else var + f
+        if dev.out_noise > 0:
+            o = (dev.out_noise * dev.g_max / self.scale) ** 2
+            var = o if var is None else var + o
+        if var is not None:
+            std = torch.as_tensor(var, dtype=parts.dtype, device=parts.device).clamp_min(0).sqrt() * gain
+            parts = parts + std * torch.randn(parts.shape, generator=self.read_generator, dtype=parts.dtype,
+                                              device=parts.device)
+        if held is not None:
+            parts = parts + self._held_flicker(x, parts, tiled, *held) * gain
+        return parts
+
+    def hold_read_noise(self, samples: int | None, seed: int | None = None) -> None:
+        """Hold the 1/f read noise per sample: the reads that follow are ``steps x samples`` rows
+        laid out step-major (row ``k * samples + s`` is step ``k`` of sample ``s``, as a
+        :class:`~xbar.SpikingNetwork` reads a tile); every sample gets its own 1/f draw, the same
+        at each of its steps. ``seed`` fixes the draws (None: drawn from :attr:`read_generator`).
+        ``samples=None`` ends the hold: each read draws afresh."""
+        if samples is None:
+            self._held = None
+            return
+        if seed is None:
+            seed = int(torch.randint(0, 2 ** 62, (1,), generator=self.read_generator))
+        self._held = (int(samples), int(seed))
+
+    def _held_layout(self, x: torch.Tensor) -> tuple[int, int, int] | None:
+        """``(steps, samples, seed)`` when a hold applies to read ``x``, else None."""
+        if self._held is None:
+            return None
+        samples, seed = self._held
+        rows = x.shape[:-1].numel() if self._tile_dim == -2 else x.shape[0]
+        if samples < 1 or rows % samples:
+            return None  # not laid out as the hold says: each read draws afresh
+        return rows // samples, samples, seed
+
+    def _held_flicker(self, x: torch.Tensor, parts: torch.Tensor, tiled: bool, steps: int, samples: int,
+                      seed: int) -> torch.Tensor:
+        """The held 1/f noise of every read, shaped like ``parts``: per sample one draw
+        ``dW ~ N(0, flicker_std^2)`` (regenerated from ``seed`` in fixed chunks of samples, so
+        every tile of steps sees the same draws), read with that sample's drives."""
+        std = self._flicker_std.to(x)
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        chunk = max(1, (1 << 22) // max(1, std.numel()))
+        xs = x.reshape(steps, samples, *x.shape[1:]) if self._tile_dim != -2 else x.reshape(steps, samples, x.shape[-1])
+        out = []
+        for k0 in range(0, samples, chunk):
+            k1 = min(samples, k0 + chunk)
+            dw = std * torch.randn((k1 - k0, *std.shape), generator=gen, dtype=x.dtype, device=x.device)
+            out.append(self._per_sample_read(xs[:, k0:k1], dw, tiled))
+        return torch.cat(out, 1).reshape(parts.shape)
+
+    def _per_sample_read(self, xs: torch.Tensor, dw: torch.Tensor, tiled: bool) -> torch.Tensor:
+        """Reads ``xs [steps, k, ...]`` of ``k`` samples, each with its own weight ``dw[j]``:
+        ``[steps, k, ...]`` outputs (tile partials when ``tiled``). Generic: one product per sample."""
+        read = self._tile_partials if tiled else self._matmul
+        return torch.stack([read(xs[:, j], dw[j]) for j in range(dw.shape[0])], 1)
 
     def _ensure_programmed(self) -> None:
         if self._stamp != self._current_stamp():
@@ -355,7 +508,8 @@ class _CrossbarMixin:
         return {"device": self._profile.to_dict(), "mapping": self._mapping, "drift_t": self._drift_t,
                 "drift_compensation": self.drift_compensation,
                 "adc_range": None if self.adc_range is None else self.adc_range.tolist(),
-                "dac_range": self.dac_range, "nu": self._nu}
+                "dac_range": self.dac_range, "nu": self._nu,
+                "column_compensation": None if self.column_compensation is None else self.column_compensation.tolist()}
 
     def set_extra_state(self, state: dict) -> None:
         """Restore the device profile and mapping saved by :meth:`get_extra_state`."""
@@ -367,6 +521,8 @@ class _CrossbarMixin:
         self.adc_range = None if adc is None else torch.tensor(adc, dtype=torch.float64)
         self.dac_range = state.get("dac_range")
         self._nu = state.get("nu")
+        col = state.get("column_compensation")
+        self.column_compensation = None if col is None else torch.tensor(col, dtype=self.weight.dtype)
         self._profile_token += 1
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,

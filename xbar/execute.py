@@ -41,6 +41,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .chip import ReadNoiseHold
 from .conv_batch import conv
 from .encoding import SpikeEvents
 from .events import event_linear
@@ -476,10 +477,12 @@ def execute(net: Any, x: torch.Tensor | SpikeEvents, wiring: Wiring, binary: boo
     steps, batch = x.shape[0], x.shape[1]
     src, out_in = graph.nodes[0].name, graph.output.inputs[0]
     results: list[torch.Tensor] = []
+    hold = ReadNoiseHold(net)  # 1/f read noise: one draw per sample, held through its steps
     for b0 in range(0, batch, plan.bc):
         b1 = min(batch, b0 + plan.bc)
         if not keep_state and b0 > 0:
             net.reset()
+        hold.start(b1 - b0)
         xb = x.samples(b0, b1) if isinstance(x, SpikeEvents) else x[:, b0:b1]
         counts: dict[str, torch.Tensor] = {}
         outs: list[torch.Tensor] = []
@@ -506,6 +509,7 @@ def execute(net: Any, x: torch.Tensor | SpikeEvents, wiring: Wiring, binary: boo
                            else counts[out_in] / steps)
         else:
             results.append(outs[0] / steps if mean else torch.cat(outs))
+    hold.stop()
     if capture is not None:
         return None
     return results[0] if len(results) == 1 else torch.cat(results, 0 if mean else 1)

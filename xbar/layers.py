@@ -67,6 +67,17 @@ class CrossbarLinear(_CrossbarMixin, nn.Linear):
     def _bias_view(self, out: torch.Tensor) -> torch.Tensor:
         return self.bias
 
+    def _per_sample_read(self, xs: torch.Tensor, dw: torch.Tensor, tiled: bool) -> torch.Tensor:
+        """Reads ``xs [steps, k, in]``, sample ``j`` with its own weight ``dw[j]`` (held 1/f noise):
+        ``[steps, k, out]``, or ``[steps, k, row tiles, out]`` when ``tiled``."""
+        if not tiled:
+            return torch.einsum("tki,koi->tko", xs, dw)
+        n_rt, tr = self.tiles[0], self._profile.tile_rows or self.in_features
+        pad = n_rt * tr - self.in_features
+        xp = F.pad(xs, (0, pad)).reshape(*xs.shape[:2], n_rt, tr)
+        wp = F.pad(dw, (0, pad)).reshape(*dw.shape[:2], n_rt, tr)
+        return torch.einsum("tkri,kori->tkro", xp, wp)
+
     @classmethod
     def from_linear(cls, linear: nn.Linear, profile: DeviceProfile | str | None = None,
                     mapping: str = "differential") -> "CrossbarLinear":

@@ -77,11 +77,13 @@ def draw_faults(shape: torch.Size, stuck_off: float, stuck_on: float, generator:
 def program_devices(g: torch.Tensor, g_min: float, g_max: float, programming_sigma: float = 0.0,
                     d2d_sigma: float = 0.0, stuck_off: float = 0.0, stuck_on: float = 0.0,
                     generator: torch.Generator | None = None,
-                    faults: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                    faults: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    sigma: torch.Tensor | None = None, floor: float | None = None) -> torch.Tensor:
     """Write target conductances ``g`` into devices, with the device's programming errors.
 
     In order: device-to-device spread (each device's conductance scaled by ``1 + d2d_sigma * N``),
-    programming noise (``+ programming_sigma * g_max * N``), clipping to ``[g_min, g_max]``, then
+    programming noise (``+ programming_sigma * g_max * N``, or ``+ sigma * N`` with a per-device
+    ``sigma`` of the target, :mod:`xbar.noise_models`), clipping to ``[floor, g_max]``, then
     stuck-at faults (a fraction ``stuck_off`` of devices reads ``g_min``, ``stuck_on`` reads
     ``g_max``, whatever was written). Devices with target 0 S (not programmed: the idle side of
     the ``clip`` mapping) are left at 0 S.
@@ -95,19 +97,25 @@ def program_devices(g: torch.Tensor, g_min: float, g_max: float, programming_sig
         generator: source of the random draws (same seed, same conductances).
         faults: a fixed defect map ``(stuck_off_mask, stuck_on_mask)`` (see :func:`draw_faults`)
             used instead of drawing one with ``stuck_off`` / ``stuck_on``.
+        sigma: programming sigma per device, siemens, shaped like ``g`` (replaces
+            ``programming_sigma``).
+        floor: lowest conductance a write can land on, siemens (None: ``g_min``; 0 for a device
+            that can land below its nominal ``g_min``).
 
     Returns:
         The programmed conductances (a new tensor), siemens.
     """
-    if programming_sigma == d2d_sigma == stuck_off == stuck_on == 0 and faults is None:
+    if programming_sigma == d2d_sigma == stuck_off == stuck_on == 0 and faults is None and sigma is None:
         return g.clone()
     used = g > 0
     out = g.clone()
     if d2d_sigma > 0:
         out = out * (1 + d2d_sigma * _normal(g.shape, g, generator))
-    if programming_sigma > 0:
+    if sigma is not None:
+        out = out + sigma.to(g) * _normal(g.shape, g, generator)
+    elif programming_sigma > 0:
         out = out + programming_sigma * g_max * _normal(g.shape, g, generator)
-    out = out.clamp(g_min, g_max)
+    out = out.clamp(g_min if floor is None else floor, g_max)
     if faults is None and (stuck_off > 0 or stuck_on > 0):
         faults = draw_faults(g.shape, stuck_off, stuck_on, generator, g.device)
     if faults is not None:
