@@ -7,6 +7,7 @@ Usage::
     xbar devices validate FILE [FILE...] # ok, or every error, per file; exit status 1 on any error
     xbar reproduce [--quick] [--seeds N] # the whole EE 518 study: results, plots, report
     xbar train | sweep {timesteps,rates} | constrain | energy   # one step of the study
+    xbar sweep grid GRID.yaml [--workers N] [--scheduler ADDRESS] [--out DIR]   # a user-defined grid
     xbar robustness [--quick] [--chips N | --seeds N]  # accuracy under non-idealities, devices compared
     xbar bench [--model NAME] [--samples N] [--timesteps T...] [--torch-device cpu|cuda] [--skip-bptt]
                                          # speed side by side with spikingjelly
@@ -223,12 +224,73 @@ def _add_study_parsers(subparsers: Any) -> None:
         p = subparsers.add_parser(name, help=text, description=text + " (one step of `xbar reproduce`).")
         _study_options(p)
         p.set_defaults(func=_cmd_study)
-    p = subparsers.add_parser("sweep", help="timestep or firing-rate sweep",
+    p = subparsers.add_parser("sweep", help="timestep or firing-rate sweep of the study, or a grid file",
                               description="Timestep sweep (best T chosen on validation) or firing-rate sweep at each "
-                              "mode's best T (one step of `xbar reproduce`).")
-    p.add_argument("sweep", choices=["timesteps", "rates"], help="which sweep")
-    _study_options(p)
-    p.set_defaults(func=_cmd_study)
+                              "mode's best T (one step of `xbar reproduce`), or a user-defined grid (README, Sweeps).")
+    kinds = p.add_subparsers(dest="sweep", metavar="SWEEP", required=True)
+    for name, text in (("timesteps", "the study's timestep sweep"), ("rates", "the study's firing-rate sweep")):
+        q = kinds.add_parser(name, help=text, description=text + " (one step of `xbar reproduce`).")
+        _study_options(q)
+        q.set_defaults(func=_cmd_study)
+    _add_sweep_grid_parser(kinds)
+
+
+def _cmd_sweep_grid(args: argparse.Namespace) -> int:
+    """Run a grid file (:mod:`xbar.grid`) on the executor the options choose; write table and plots."""
+    import time
+
+    from xbar.data import MNISTIntegrityError
+    from xbar.executor import describe, make_executor
+    from xbar.grid import GridError, expand, load_grid
+    from xbar.grid_run import run_grid
+
+    try:
+        grid = load_grid(args.grid)
+    except GridError as exc:
+        for key, reason in exc.errors:
+            _error(f"{exc.path}: {key}: {reason}")
+        return 1
+    out = args.out or f"results/grid-{grid['name']}"
+    try:
+        executor = make_executor(args.workers, args.scheduler)
+    except (ImportError, OSError, ValueError) as exc:
+        _error(f"--scheduler {args.scheduler}: {exc}" if args.scheduler else str(exc))
+        return 1
+    t0 = time.perf_counter()
+    try:
+        with executor:
+            print(f"{grid['name']}: {len(expand(grid))} points on {describe(executor)}; results in {out}")
+            run, paths = run_grid(grid, out, executor, progress=not args.no_progress)
+    except MNISTIntegrityError as exc:
+        _error(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        _error(f"interrupted; finished points are saved in {out}/points; run the same command again to resume")
+        return 130
+    print(f"{len(run.computed)} points computed, {len(run.skipped)} already done, {len(run.failures)} failed "
+          f"in {time.perf_counter() - t0:.1f} s; wrote {', '.join(str(p) for p in paths)}")
+    for f in run.failures:
+        values = ", ".join(f"{k}={f['point'][k]}" for k in grid["axes"])
+        _error(f"point {values}: {f['error']}")
+    return 1 if run.failures else 0
+
+
+def _add_sweep_grid_parser(kinds: Any) -> None:
+    """Add ``sweep grid GRID.yaml``."""
+    q = kinds.add_parser("grid", help="a user-defined grid file, run in parallel (local processes or Dask)",
+                         description="Run every point of a grid file (README, Sweeps): one row per point in "
+                         "OUT/grid.csv, a plot per axis pair asked for. Finished points are kept in OUT/points "
+                         "and skipped on a rerun.")
+    q.add_argument("grid", metavar="GRID.yaml", help="the grid file")
+    q.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="local worker processes, one torch thread each (default: one per core; 1: serially in "
+                        "this process, also on one torch thread)")
+    q.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="a Dask scheduler (tcp://HOST:8786) to run the points on (default $DASK_SCHEDULER_ADDRESS; "
+                        "needs pip install 'xbar[dask]')")
+    q.add_argument("--out", default=None, metavar="DIR", help="results folder (default results/grid-NAME)")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
+    q.set_defaults(func=_cmd_sweep_grid)
 
 
 def _cmd_robustness(args: argparse.Namespace) -> int:

@@ -26,7 +26,9 @@ Point keys: ``device`` (a shipped name or a YAML path), ``timesteps``, ``max_rat
 (the chip: defect map, programming and read noise, input spikes), ``drift_time_s``,
 ``drift_compensation``, ``tile`` (rows and columns per array) and any device field as
 ``section.key`` of the profile schema (docs/devices.md), e.g. ``noise.programming_sigma`` or
-``periphery.adc_bits``.
+``periphery.adc_bits``. Overriding a scalar that a profile models per conductance
+(``noise.programming_sigma``, ``drift.nu``, ``drift.nu_sigma``) drops that model
+(:data:`SCALAR_REPLACES`), so the scalar is what the point sweeps.
 
 Every problem is reported (:class:`GridError`, one ``FILE: key: reason`` each), unknown keys with
 the list of known ones. :func:`point_key` / :func:`point_seed` are stable hashes of a point's
@@ -57,6 +59,14 @@ POINT_DEFAULTS: dict[str, Any] = {"device": "seed-4bit", "timesteps": 32, "max_r
                                   "drift_time_s": 0.0, "drift_compensation": True, "tile": None}
 DATA_DEFAULTS: dict[str, Any] = {"dataset": "mnist", "split": "test", "size": None, "batch_size": 250,
                                  "calibration": 500, "train_size": None}
+
+
+# A scalar device field overridden by a grid replaces the conductance-dependent models of it.
+SCALAR_REPLACES = {
+    "noise.programming_sigma": ("noise.programming_sigma_poly_us", "noise.programming_sigma_states_us"),
+    "drift.nu": ("drift.nu_ln_coeffs", "drift.nu_range", "drift.nu_states"),
+    "drift.nu_sigma": ("drift.nu_sigma_ln_coeffs", "drift.nu_sigma_range", "drift.nu_sigma_states"),
+}
 
 
 class GridError(ValueError):
@@ -351,6 +361,12 @@ def point_profile(point: Mapping[str, Any]) -> DeviceProfile:
     if not overrides:
         return prof
     doc = prof.to_dict()
+    for key, models in SCALAR_REPLACES.items():  # a scalar override replaces the profile's G-dependent model
+        if key in overrides:
+            for m in models:
+                sec, field = m.split(".", 1)
+                if m not in overrides and field in doc.get(sec, {}):
+                    doc[sec][field] = None
     for key, value in overrides.items():
         sec, field = key.split(".", 1)
         doc[sec][field] = value
