@@ -695,9 +695,10 @@ def test_ideal_periphery_and_ideal_devices(ideal):
     assert (p.read_sigma, p.programming_sigma, p.d2d_sigma, p.stuck_off, p.drift_nu) == (
         dev.read_sigma, dev.programming_sigma, 0.01, 0.01, 0.02)
     assert p.states == dev.states and p.adc_pj == dev.adc_pj and p.name == "cmo-reram+ideal-periphery"
-    assert p.has_ideal_periphery and p.read_sigma > 0  # read noise belongs to the devices
+    assert p.has_ideal_periphery and p.flicker_q > 0  # read noise belongs to the devices
     d = dev.ideal_devices()
     assert (d.programming_sigma, d.read_sigma, d.d2d_sigma, d.stuck_off, d.stuck_on, d.drift_nu) == (0,) * 6
+    assert d.programming_sigma_poly is None and d.flicker_q == 0 and dev.programming_sigma_poly is not None
     assert (d.adc_bits, d.dac_bits, d.tile_rows, d.tile_cols, d.wire_ohm) == (8, 4, 512, 512, 1.5)
     assert d.states == dev.states and d.name == "cmo-reram+ideal-devices"
     both = dev.ideal_devices().ideal_periphery()

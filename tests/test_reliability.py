@@ -169,7 +169,8 @@ def test_checkpoint_round_trip_keeps_determinism(tmp_path) -> None:
 
 def _noiseless(name: str) -> xbar.DeviceProfile:
     return xbar.load_device(name).replace(programming_sigma=0.0, d2d_sigma=0.0, read_sigma=0.0,
-                                          stuck_off=0.0, stuck_on=0.0)
+                                          stuck_off=0.0, stuck_on=0.0, programming_sigma_poly=None,
+                                          flicker_q=0.0)
 
 
 @pytest.mark.parametrize("mapping", ["differential", "clip"])
