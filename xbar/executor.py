@@ -53,6 +53,8 @@ class SerialExecutor(Executor):
     A call that raises gives a future holding the exception, as a pool's would.
     """
 
+    in_flight = 1  # run_points submits one call at a time: each finished point is saved before the next runs
+
     def __init__(self) -> None:
         self._shut = False
 

@@ -13,8 +13,9 @@
 * **resumes**: a point whose file exists (same point, same ``fingerprint``) is not run again,
   so after Ctrl-C or a crash the same call computes only the rest;
 * **retries** a point that raised, or whose worker died, once (``retries``); points lost
-  together with a dead worker are retried one at a time, so that only the point that kills its
-  worker fails again. A failure is reported with the point's values and the last line of its
+  with a dead worker run again one at a time (that first loss is not counted as an attempt:
+  the death may have been another point's), so only a point that kills its worker when run
+  alone counts a failure. A failure is reported with the point's values and the last line of its
   traceback; the other points go on. Final failures are listed in ``OUT/failures.json``;
 * shows **one progress bar** over all points (tqdm, with an ETA), advanced as futures complete,
   on a cluster too.
@@ -158,6 +159,7 @@ def run_points(fn: Callable[[dict], Any], points: list[dict], executor: Executor
     attempts = dict.fromkeys((k for k, _ in todo), 0)
     pending: dict[Future, tuple[str, dict]] = {}
     isolated: list[tuple[str, dict]] = []  # lost with a dead worker: retried one at a time
+    alone: set[str] = set()
 
     def submit(key: str, p: dict) -> None:
         attempts[key] += 1
@@ -179,6 +181,12 @@ def run_points(fn: Callable[[dict], Any], points: list[dict], executor: Executor
             result.computed.append(key)
             bar.update(1)
             return
+        if out.get("died") and key not in alone:  # lost with a dead worker, maybe another point's: no attempt
+            attempts[key] -= 1                      # counted; it runs again alone, where a death is its own
+            alone.add(key)
+            say(f"point {_label(p, axes)}: {out['error']}; running it again on its own")
+            isolated.append((key, p))
+            return
         again = attempts[key] <= retries
         say(f"point {_label(p, axes)} failed (attempt {attempts[key]} of {retries + 1}"
             f"{'; will retry' if again else ''}): {out['error']}")
@@ -187,15 +195,17 @@ def run_points(fn: Callable[[dict], Any], points: list[dict], executor: Executor
                                     "traceback": out.get("traceback", ""), "attempts": attempts[key]})
             bar.update(1)
             bar.set_postfix(failed=len(result.failures))
-        elif out.get("died"):
+        elif key in alone:
             isolated.append((key, p))
         else:
             submit(key, p)
 
+    queue = list(todo)
+    window = int(getattr(executor, "in_flight", 0) or max(len(queue), 1))  # serial: 1, so each point is saved at once
     try:
-        for key, p in todo:
-            submit(key, p)
-        while pending or isolated:
+        while queue or pending or isolated:
+            while queue and len(pending) < window:
+                submit(*queue.pop(0))
             if not pending:
                 submit(*isolated.pop(0))
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
