@@ -5,6 +5,7 @@ Usage::
     xbar devices list                    # shipped profiles, one line each
     xbar devices show NAME_OR_PATH       # a validated profile as YAML, plus derived values
     xbar devices validate FILE [FILE...] # ok, or every error, per file; exit status 1 on any error
+    xbar devices fit MEASUREMENTS.csv --name NAME [-o NAME.yaml] [--plot FILE]  # a profile from data
     xbar reproduce [--quick] [--seeds N] # the whole EE 518 study: results, plots, report
     xbar train | sweep {timesteps,rates} | constrain | energy   # one step of the study
     xbar sweep grid GRID.yaml [--workers N] [--scheduler ADDRESS] [--out DIR]   # a user-defined grid
@@ -141,6 +142,35 @@ def _cmd_devices_validate(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_devices_fit(args: argparse.Namespace) -> int:
+    """Fit a profile to a measurement CSV (:mod:`xbar.device_fit`), print the per-state fit and
+    its residuals, write the YAML (validated by loading it back) and optionally a plot.
+
+    Returns:
+        0, or 1 when the measurements cannot be fitted (the reason on stderr).
+    """
+    from pathlib import Path
+
+    from .device_fit import MeasurementError, fit_profile, plot_fit, read_measurements
+
+    try:
+        rows = read_measurements(args.measurements)
+        fit = fit_profile(rows, args.name, t0=args.t0, read_voltage=args.read_voltage,
+                          read_time=args.pulse_ns * 1e-9, source=f"fitted by xbar devices fit to {args.measurements}")
+    except MeasurementError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(fit.report())
+    out = args.output or f"{args.name}.yaml"
+    Path(out).write_text(fit.profile.to_yaml(), encoding="utf-8")
+    load_device_file(out)
+    print(f"wrote {out}")
+    if args.plot:
+        plot_fit(fit, rows, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
 def _add_devices_parser(subparsers: Any) -> None:
     """Add the ``devices`` command group (list, show, validate) to ``subparsers``.
 
@@ -161,6 +191,22 @@ def _add_devices_parser(subparsers: Any) -> None:
                            "conductance outside 1 nS to 10 mS) are warnings. Exit status 1 on any error.")
     p.add_argument("files", metavar="FILE", nargs="+", help="YAML profile file(s)")
     p.set_defaults(func=_cmd_devices_validate)
+    p = actions.add_parser("fit", help="fit a profile to measured device reads (CSV; docs/devices.md)",
+                           description="Fit a profile to measurements: one CSV row per device read with "
+                           "columns level or target_us, measured_us, optionally time_s and device "
+                           "(docs/devices.md). Writes the state table (measured means), per-state "
+                           "programming sigma and, with later reads, per-state drift exponents.")
+    p.add_argument("measurements", metavar="MEASUREMENTS.csv", help="the measurement CSV")
+    p.add_argument("--name", required=True, help="the profile's name")
+    p.add_argument("-o", "--output", default=None, metavar="FILE", help="YAML file to write (default NAME.yaml)")
+    p.add_argument("--plot", default=None, metavar="FILE", help="also write a plot of the fit (PNG, PDF, ...)")
+    p.add_argument("--t0", type=float, default=20.0, help="reference time, s: reads at or before it are "
+                   "the programmed conductance (default 20)")
+    p.add_argument("--read-voltage", type=float, default=0.2, help="read voltage written to the profile, V "
+                   "(not measured; default 0.2)")
+    p.add_argument("--pulse-ns", type=float, default=10.0, help="compute read pulse written to the profile, ns "
+                   "(not measured; default 10)")
+    p.set_defaults(func=_cmd_devices_fit)
 
 
 def _study_options(p: argparse.ArgumentParser) -> None:
