@@ -22,6 +22,9 @@ a layer with row drive ``x`` (DESIGN.md, "Physical model"):
   into ``n`` row tiles reads ``n`` partial sums per output), with or without an ADC;
 * ADC conversions (devices with ``adc_bits``; none for an ideal readout): one per column read,
   times ``adc_pj``;
+* DAC conversions (devices with ``dac_bits``, analog drives only: binary spikes need no DAC):
+  one per non-zero analog row drive per read (for a convolution, per patch read), times
+  ``dac_pj``;
 * IF layers: neuron updates times ``neuron_update_pj`` and spikes times ``spike_pj``;
 * digital periphery, in its own columns: ``bias_adds`` (one add per output of a layer with a
   bias, per read), ``merge_adds`` and ``scale_muls`` at residual merges and scale stages
@@ -395,6 +398,10 @@ class EnergyMeter:
         c.add("column_reads", reads * c.column_outputs)
         c.add("adc_conversions", reads * outputs)
         c.add("adc_j", reads * outputs * dev.adc_pj * _PJ)
+        if dev.dac_bits is not None and not binary:  # one conversion per analog row drive per read
+            drives = ops / (module.out_features if isinstance(module, nn.Linear) else module.out_channels)
+            c.add("dac_conversions", drives)
+            c.add("dac_j", drives * dev.dac_pj * _PJ)
         c.add("digital_snn_j", ops * ((dev.digital_ac_pj if binary else dev.digital_mac_pj) * _PJ))
         if module.bias is not None:  # added digitally to every output of every read
             adds = reads * c.outputs_per_read
@@ -440,7 +447,8 @@ class EnergyMeter:
             v = c.floats()
             for key in ("input_events", "acs", "macs", "effective_acs", "effective_macs"):
                 out[key] += v.get(key, 0.0)
-            out["joules"] += sum(v.get(k, 0.0) for k in ("crossbar_j", "adc_j", "neuron_j", "spike_j", "digital_j"))
+            out["joules"] += sum(v.get(k, 0.0) for k in ("crossbar_j", "adc_j", "dac_j", "neuron_j", "spike_j",
+                                                         "digital_j"))
         return out
 
     def _rows(self) -> list["_Counter"]:

@@ -45,6 +45,8 @@ class LayerEnergy:
     digital_ann_j: float = 0.0
     effective_acs: float = 0.0
     effective_macs: float = 0.0
+    dac_conversions: float = 0.0
+    dac_j: float = 0.0
 
     @property
     def activation_sparsity(self) -> float:
@@ -54,9 +56,9 @@ class LayerEnergy:
 
     @property
     def joules(self) -> float:
-        """Crossbar, ADC, neuron, spike and digital-periphery energy of this layer, joules per
+        """Crossbar, ADC, DAC, neuron, spike and digital-periphery energy of this layer, joules per
         sample."""
-        return self.crossbar_j + self.adc_j + self.neuron_j + self.spike_j + self.digital_j
+        return self.crossbar_j + self.adc_j + self.dac_j + self.neuron_j + self.spike_j + self.digital_j
 
 
 @dataclass
@@ -115,6 +117,16 @@ class EnergyReport:
     def synaptic_events(self) -> float:
         """Synaptic operations, ``acs + macs`` (SynOps in sinabs' terms), per sample."""
         return self.acs + self.macs
+
+    @property
+    def dac_j(self) -> float:
+        """Row DAC energy (analog drives with ``dac_bits``), joules per sample."""
+        return self._total("dac_j")
+
+    @property
+    def dac_conversions(self) -> float:
+        """Row DAC conversions (one per analog row drive per read), per sample."""
+        return self._total("dac_conversions")
 
     @property
     def crossbar_j(self) -> float:
@@ -206,7 +218,7 @@ class EnergyReport:
             "adc_conversions", "adc_j", "neuron_updates", "neuron_j",
             "spikes", "bias_adds", "merge_adds", "scale_muls", "maxpool_ops", "digital_j",
             "joules", "digital_snn_j", "ann_macs", "digital_ann_j", "effective_acs", "effective_macs",
-            "activation_sparsity")}
+            "activation_sparsity", "dac_conversions", "dac_j")}
         return {"samples": self.samples, "device": self.device, "totals": totals,
                 "layers": [dict(asdict(layer), joules=layer.joules, activation_sparsity=layer.activation_sparsity)
                            for layer in self.layers]}
