@@ -30,13 +30,14 @@ _LAZY = {
     "hardware_aware_finetune": "train",
     "save": "checkpoint", "load": "checkpoint", "CheckpointError": "checkpoint",
     "export_nir": "interchange", "NIRExportError": "interchange", "digital_twin": "interchange",
+    "QCFS": "qcfs", "to_qcfs": "qcfs",
 }
 
 
 # Submodules reachable as attributes (``xbar.convert.normalised_ann``) before anything imported them.
 _SUBMODULES = ("chip", "checkpoint", "convert", "data", "energy", "encoding", "execute", "graph", "interchange",
-               "layers", "mapping", "neurons", "nonideal", "observers", "periphery", "pooling", "snn", "specs", "train",
-               "validation")
+               "layers", "mapping", "neurons", "nonideal", "observers", "periphery", "pooling", "qcfs", "snn", "specs",
+               "train", "validation")
 
 
 def __getattr__(name: str) -> Any:
@@ -58,10 +59,10 @@ __version__ = "0.1.0"
 __all__ = [
     "ConstantEncoder", "ConversionError", "CrossbarConv1d", "CrossbarConv2d", "CrossbarLinear", "CurrentReadout", "DeviceProfile",
     "DeviceProfileError", "DeviceProfileWarning", "EnergyMeter", "EnergyReport", "Graph", "IFNeuron", "LayerEnergy",
-    "NIRExportError", "NORMS",
+    "NIRExportError", "NORMS", "QCFS",
     "PoissonEncoder", "SpikingMaxPool", "SpikingNetwork", "calibrate_periphery", "digital_twin", "drift",
     "export_nir", "flatten_sequential",
     "fix_faults", "hardware_aware_finetune", "program_model", "if_scan", "if_step",
-    "list_devices", "load_device", "map_weights", "normalised_ann", "snap", "to_crossbar", "to_snn", "unmap",
+    "list_devices", "load_device", "map_weights", "normalised_ann", "snap", "to_crossbar", "to_qcfs", "to_snn", "unmap",
     "__version__",
 ]

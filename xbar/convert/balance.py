@@ -19,7 +19,9 @@ of the whole graph (merges, output) follow from the ``lambda`` s (:mod:`xbar.snn
     ``"spike-norm"``  Sengupta et al. (2019): IF layer by IF layer in execution order,
                       threshold = max over calibration samples and timesteps of the input it
                       integrates (weight units), with the earlier layers already converted
-                      and spiking.
+                      and spiking;
+    ``"qcfs"``        ``lambda`` = the learned clip of the QCFS activation at the ReLU's place
+                      (Bu et al., ICLR 2022; :mod:`xbar.qcfs`), no calibration data.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from .capture import ConversionError
 
 __all__ = ["CalibrationData", "activation_scales", "entry_stages", "positive", "run_hooked", "spike_norm"]
 
-NORMS = ("none", "max", "percentile", "spike-norm", "percentile-all")
+NORMS = ("none", "max", "percentile", "spike-norm", "percentile-all", "qcfs")
 _MAX_PERCENTILE_SAMPLES = 200_000
 _MAX_ALL_SAMPLES = 1 << 24  # percentile-all: exact (as torch.quantile) up to 16M values per batch
 

@@ -19,6 +19,7 @@ from torch import fx, nn
 from ..encoding import PoissonEncoder, _check_timesteps
 from ..layers import CROSSBAR_TYPES
 from ..neurons import _check_reset, check_v_init
+from ..qcfs import release_qcfs
 from ..snn import SpikingNetwork
 from ..validation import check_number, check_parameters_finite
 from .balance import CalibrationData, activation_scales, check_maxpool, check_norm, entry_stages, spike_norm
@@ -39,7 +40,7 @@ def normalised_ann(ann: nn.Module, example: torch.Tensor | None = None) -> fx.Gr
         ann: the model (not modified).
         example: an input batch, needed only when a reshape's per-sample shape must be measured.
     """
-    gm = capture(ann)
+    gm = capture(release_qcfs(ann)[0])
     gm = canonicalize(gm, example)
     gm = fold_batchnorm(gm)
     return swap_maxpool_relu(gm)
@@ -47,7 +48,7 @@ def normalised_ann(ann: nn.Module, example: torch.Tensor | None = None) -> fx.Gr
 
 def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: str = "percentile",
            percentile: float = 99.9, encoder: Any = None, reset: str = "subtract",
-           surrogate: Any = None, maxpool: str = "spike-count", v_init: float = 0.0,
+           surrogate: Any = None, maxpool: str = "spike-count", v_init: float | None = None,
            channelwise: bool = False) -> SpikingNetwork:
     """Convert a ReLU network into a :class:`SpikingNetwork` with balanced thresholds.
 
@@ -56,10 +57,16 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
             adds, concatenations; :mod:`xbar.convert.normalise` lists the ops), of float or
             crossbar layers. It is not modified.
         calibration: data for threshold balancing (a DataLoader of ``(images, labels)``, an
-            iterable of tensors, or one tensor); required unless ``norm="none"``.
+            iterable of tensors, or one tensor); required unless ``norm`` is ``"none"`` or
+            ``"qcfs"``.
         timesteps: ``T``, steps per sample (>= 1).
         norm: ``"none"``, ``"max"``, ``"percentile"``, ``"percentile-all"`` or
-            ``"spike-norm"`` (:mod:`xbar.convert.balance`).
+            ``"spike-norm"`` (:mod:`xbar.convert.balance`), or ``"qcfs"``: every threshold is
+            the learned clip of the :class:`~xbar.qcfs.QCFS` activation the IF layer replaces
+            (Bu et al., ICLR 2022; :func:`xbar.to_qcfs` puts them into a model); no calibration.
+            With ``timesteps`` equal to the QCFS levels, ``v_init=0.5`` (its default here) and
+            reset by subtraction, an IF layer driven by a constant input fires exactly the
+            quantised activation. With the other norms a QCFS counts as a plain ReLU.
         percentile: the percentile for ``norm="percentile"`` / ``"percentile-all"``, in
             ``(0, 100]``.
         encoder: input encoder (default ``PoissonEncoder(max_rate=1.0)``); spike-norm
@@ -69,8 +76,8 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
         maxpool: ``"spike-count"`` (max-pooling by accumulated spike counts, Rueckauer et al.
             2017; :mod:`xbar.pooling`) or ``"error"`` (refuse max-pooling).
         v_init: every IF neuron's initial potential as a fraction of its threshold, in
-            ``[0, 1)`` (:class:`~xbar.IFNeuron`). ``0`` (default) starts from rest, as the EE 518
-            study does; ``0.5`` halves the worst rounding error of every rate-coded layer
+            ``[0, 1)`` (:class:`~xbar.IFNeuron`). None (default): ``0.5`` for ``norm="qcfs"``,
+            else ``0``. ``0`` starts from rest, as the EE 518 study does; ``0.5`` halves the worst rounding error of every rate-coded layer
             (Bu et al., ICLR 2022) and matters most for deep networks at small ``T``.
         channelwise: normalise channel by channel (Kim et al. 2020) before the layer-wise
             balancing: the weights are rescaled, without changing the ANN's function, so that
@@ -99,15 +106,19 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
     check_number(percentile, "percentile", 0.0, 100.0, low_open=True)
     _check_timesteps(timesteps)
     _check_reset(reset)
-    v_init = check_v_init(v_init)
+    v_init = check_v_init((0.5 if norm == "qcfs" else 0.0) if v_init is None else v_init)
     check_parameters_finite(ann, "ann")
     if not callable(encoder) and encoder is not None:
         raise TypeError(f"encoder: expected a callable encoder(images, timesteps), got {type(encoder).__name__}")
     if not isinstance(channelwise, bool):
         raise TypeError(f"channelwise: expected True or False, got {channelwise!r}")
-    if channelwise and norm == "none":
-        raise ValueError("channelwise: needs a normalisation (norm='none' uses no calibration)")
-    if norm != "none" and calibration is None:
+    if channelwise and norm in ("none", "qcfs"):
+        raise ValueError(f"channelwise: needs a data-based normalisation (norm={norm!r} uses no calibration)")
+    ann, clips, levels = release_qcfs(ann)
+    if norm == "qcfs" and not clips:
+        raise ValueError("norm: 'qcfs' reads the thresholds from QCFS activations; ann has none "
+                         "(xbar.to_qcfs(model, levels=L) swaps its ReLUs, then train it)")
+    if norm not in ("none", "qcfs") and calibration is None:
         raise ValueError(f"calibration: norm={norm!r} needs calibration data")
     encoder = encoder if encoder is not None else PoissonEncoder(1.0)
     if calibration is not None and not isinstance(calibration, torch.Tensor) and hasattr(calibration, "__iter__") \
@@ -129,6 +140,8 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
     if norm in ("max", "percentile", "percentile-all"):
         lambdas = activation_scales(gm, calib, None if norm == "max" else percentile, device,
                                     zeros=norm == "percentile-all")
+    if norm == "qcfs":
+        lambdas = qcfs_lambdas(gm, clips)
     balance(snn, lambdas)
     if norm == "spike-norm":
         def set_threshold(node: Any, wt: float) -> None:
@@ -137,7 +150,35 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
         spike_norm(snn, calib, device, set_threshold)
     snn.conversion = {"norm": norm, "percentile": percentile, "reset": reset, "maxpool": maxpool, "v_init": v_init,
                       "channelwise": channelwise}
+    if norm == "qcfs":
+        snn.conversion["qcfs_levels"] = sorted(set(levels.values()))
     return snn.eval()
+
+
+def qcfs_lambdas(gm: fx.GraphModule, clips: dict[str, float]) -> dict[str, float]:
+    """The scale ``lambda`` of every ReLU of the normalised graph ``gm``: the clip of the QCFS at
+    its path (a QCFS called at several places: at its path with ``_k`` appended).
+
+    Raises:
+        ValueError: a ReLU without a QCFS clip (an ``F.relu`` call or an ``nn.ReLU`` left in
+            the model), naming its path and source line.
+    """
+    import re
+
+    from .capture import source_of
+
+    out = {}
+    for n in gm.graph.nodes:
+        if n.op != "call_module" or not isinstance(gm.get_submodule(n.target), nn.ReLU):
+            continue
+        path = n.target if n.target in clips else re.sub(r"_\d+$", "", n.target)
+        if path not in clips:
+            where = source_of(n)
+            raise ValueError(f"norm: 'qcfs' needs a QCFS activation at every ReLU; the ReLU {n.target!r}"
+                             + (f" ({where})" if where else "") + " has none (xbar.to_qcfs swaps nn.ReLU modules; "
+                             "F.relu calls stay ReLUs)")
+        out[n.target] = clips[path]
+    return out
 
 
 def _check_structure(gm: fx.GraphModule) -> None:
