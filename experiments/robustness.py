@@ -44,7 +44,7 @@ from .sweeps import TensorLoader
 
 DEFAULT = "robustness"
 MODELS = ("conversion", "hardware-aware")
-SWEEPS = ("programming_sigma", "stuck", "drift", "adc_bits", "tile")
+SWEEPS = ("programming_sigma", "stuck", "drift", "adc_bits", "tile", "read_noise", "compensation")
 
 
 def _check(cfg: dict, where: str) -> None:
@@ -90,6 +90,11 @@ def _check(cfg: dict, where: str) -> None:
         for v in s[field]:
             ints(f"sweeps.{field}", v, 2 if field == "adc_bits" else 1)
     ints("sweeps.adc_tile", s["adc_tile"], 1)
+    numbers("sweeps.read_noise_sigma", [s["read_noise_sigma"]], 0.0)
+    numbers("sweeps.read_noise_flicker", s["read_noise_flicker"], 0.0, 1.0)
+    numbers("sweeps.compensation_time_s", s["compensation_time_s"], 0.0)
+    if not isinstance(s["compensation_device"], str) or not s["compensation_device"]:
+        fail("sweeps.compensation_device", "must be a profile name or path")
     d = cfg["devices"]
     if d["names"] != "all" and not (isinstance(d["names"], list) and d["names"]):
         fail("devices.names", "must be 'all' or a non-empty list of profile names / paths")
@@ -113,6 +118,20 @@ def _condition(base: xbar.DeviceProfile, spec: dict) -> xbar.DeviceProfile:
     return base.replace(programming_sigma=float(spec["programming_sigma"]), stuck_off=spec["stuck"] / 2,
                         stuck_on=spec["stuck"] / 2, adc_bits=int(spec["adc_bits"]), tile_rows=int(spec["tile"]),
                         tile_cols=int(spec["tile"]), name=f"{base.name}+condition")
+
+
+_NU_FIELDS = ("drift_nu", "drift_nu_sigma", "drift_t0", "drift_time_origin", "drift_nu_ln", "drift_nu_range",
+              "drift_nu_sigma_ln", "drift_nu_sigma_range")
+
+
+def _read_noise(base: xbar.DeviceProfile, sigma: float, flicker: float) -> xbar.DeviceProfile:
+    """``base`` with read noise of total sigma ``sigma`` (fraction of ``g_max``, at ``G = g_max``
+    and ``t0``): a share ``flicker`` of its variance 1/f (held per sample), the rest white."""
+    from xbar.noise_models import flicker_time_factor
+
+    q = sigma * (flicker ** 0.5) / flicker_time_factor(base.drift_t0, base.read_time)
+    return base.replace(read_sigma=sigma * (1 - flicker) ** 0.5, flicker_q=q, flicker_exponent=0.0,
+                        flicker_q_max=None, flicker_t_read=None)
 
 
 class Robustness:
@@ -268,6 +287,13 @@ class Robustness:
         for v in s["tile"]:
             yield "tile", float(v), None, base.replace(adc_bits=int(acc["adc_bits"]), tile_rows=int(v),
                                                        tile_cols=int(v)), None
+        for v in s["read_noise_flicker"]:
+            yield "read_noise", float(v), None, _read_noise(base, float(s["read_noise_sigma"]), float(v)), None
+        nu = xbar.load_device(s["compensation_device"])
+        nu_model = base.replace(**{k: getattr(nu, k) for k in _NU_FIELDS})
+        for comp in ("global", "column"):
+            for v in s["compensation_time_s"]:
+                yield "compensation", float(v), comp, nu_model, float(v)
 
     def _measure(self, key: str, device: xbar.DeviceProfile, drift: tuple[float, bool] | None = None,
                  energy: int | None = None, chips: int | None = None) -> dict:
@@ -302,7 +328,7 @@ class Robustness:
         done = {(r["sweep"], r["value"], r["compensation"], r["model"]) for r in self.results["points"]}
         todo = [(p, key) for p in self.sweep_points() for key in MODELS if (p[0], p[1], p[2], key) not in done]
         for (sweep, value, comp, dev, t), key in tqdm(todo, desc="robustness sweeps", disable=not self.progress):
-            row = self._measure(key, dev, None if t is None else (t, bool(comp)))
+            row = self._measure(key, dev, None if t is None else (t, comp if isinstance(comp, str) else bool(comp)))
             self.results["points"].append({"sweep": sweep, "value": value, "compensation": comp, **row})
             self.save()
 

@@ -19,7 +19,7 @@ from .report_format import DASH, _num, _table, pct, plain
 ACCEPTANCE_THRESHOLD = 0.96  # default target of the hardware-aware network at the acceptance condition
 MODELS = ("conversion", "hardware-aware")
 MODEL_LABELS = {"conversion": "conversion only", "hardware-aware": "hardware-aware"}
-SWEEPS = ("programming_sigma", "stuck", "drift", "adc_bits", "tile")
+SWEEPS = ("programming_sigma", "stuck", "drift", "adc_bits", "tile", "read_noise", "compensation")
 def _scaled(value: Any, units: Sequence[tuple[float, str]]) -> str:
     """``value`` in the largest of ``units`` it reaches (the last unit below), 3 significant digits."""
     x = _num(value)
@@ -52,8 +52,11 @@ _SWEEP_INFO: dict[str, tuple[str, str, Any, Any]] = {
     "drift": ("Conductance drift", "time since programming", duration, lambda v: v),
     "adc_bits": ("ADC resolution", "ADC bits", lambda v: f"{plain(v)} bits", lambda v: v),
     "tile": ("Tile size", "tile rows = columns", lambda v: f"{plain(v)}x{plain(v)}", lambda v: v),
+    "read_noise": ("1/f vs white read noise", "1/f share of the read-noise variance (total sigma fixed)", _percent,
+                   lambda v: 100 * v),
+    "compensation": ("Drift compensation: per column vs global", "time since programming", duration, lambda v: v),
 }
-_LOG_BASE = {"drift": 10, "tile": 2}
+_LOG_BASE = {"drift": 10, "tile": 2, "compensation": 10}
 
 
 def _cfg(results: Mapping[str, Any], *keys: str) -> Any:
@@ -106,7 +109,8 @@ def _sweeps(results: Mapping[str, Any]) -> dict[str, list[Mapping[str, Any]]]:
 
 def _accept(results: Mapping[str, Any], sweep: str) -> float | None:
     """The acceptance condition's value of ``sweep`` (None where it has none, as for drift)."""
-    return _num(_cfg(results, "acceptance", sweep)) if sweep in _SWEEP_INFO and sweep != "drift" else None
+    return _num(_cfg(results, "acceptance", sweep)) if sweep in _SWEEP_INFO and sweep not in (
+        "drift", "compensation", "read_noise") else None
 
 
 def _series(points: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
@@ -116,6 +120,9 @@ def _series(points: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
 
 
 def _label(model: str, comp: Any) -> str:
+    if isinstance(comp, str):
+        return MODEL_LABELS.get(model, model) + (", per-column compensation" if comp == "column"
+                                                 else ", global compensation")
     suffix = "" if comp is None else ", compensated" if comp else ", uncompensated"
     return MODEL_LABELS.get(model, model) + suffix
 
@@ -143,11 +150,11 @@ def plot_sweeps(results: Mapping[str, Any], out_dir: Path) -> str | None:
             curve = aggregate_rows([r for r in rows if not log or r["x"] > 0], "x", "acc")
             if curve:
                 _curve(ax, curve, band=True, color=colors[model], marker="o", markersize=3,
-                       linestyle="--" if comp is False else "-", label=_label(model, comp))
+                       linestyle="--" if comp is False or comp == "global" else "-", label=_label(model, comp))
         xs = sorted({tr(float(p["value"])) for p in points if not log or tr(float(p["value"])) > 0})
         if log:
             ax.set_xscale("log", base=log)
-            ax.set_xticks(xs, [duration(x) if sweep == "drift" else plain(x) for x in xs])
+            ax.set_xticks(xs, [duration(x) if sweep in ("drift", "compensation") else plain(x) for x in xs])
             ax.minorticks_off()
         elif sweep == "adc_bits":
             ax.set_xticks(xs)

@@ -25,6 +25,8 @@ sweeps:
   drift_time_s: [3600]
   adc_bits: [4]
   tile: [32]
+  read_noise_flicker: [1.0]
+  compensation_time_s: [3600]
 devices: {names: [ideal, neurram], periphery: [shipped, ideal], energy_samples: 100}
 """
 
@@ -67,7 +69,10 @@ def test_tiny_run_end_to_end_and_resume(tmp_path, capsys):
     assert "hardware-aware" in printed and "report.md" in printed
     results = json.loads((out / "results.json").read_text())
     sweeps = {(p["sweep"], p["value"], p["compensation"], p["model"]) for p in results["points"]}
-    assert len(sweeps) == len(results["points"]) == 2 * (2 + 1 + 2 + 1 + 1)  # drift: with and without
+    # drift: with and without compensation; compensation: global and per column
+    assert len(sweeps) == len(results["points"]) == 2 * (2 + 1 + 2 + 1 + 1 + 1 + 2)
+    assert {(p["sweep"], p["compensation"]) for p in results["points"]} >= {
+        ("read_noise", None), ("compensation", "global"), ("compensation", "column")}
     assert {d["device"] for d in results["devices"]} == {"ideal", "neurram"} and len(results["devices"]) == 8
     neurram = [d for d in results["devices"] if d["device"] == "neurram"]
     adc = {d["periphery"]: d["energy"]["totals"]["joules"] for d in neurram if d["model"] == "conversion"}
