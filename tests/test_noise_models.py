@@ -396,3 +396,15 @@ def test_per_state_tables_need_a_state_table():
     doc["conductance"] = {"g_max_us": 100.0, "on_off_ratio": 10.0}
     with pytest.raises(DeviceProfileError, match="drift.nu_states: needs a state table"):
         parse_device(doc)
+
+
+def test_shipped_pcm_is_aihwkits_pcm_model():
+    dev = xbar.load_device("pcm")
+    assert dev.programming_sigma_poly == pytest.approx(tuple(c * US for c in PROG), rel=1e-9)
+    assert dev.programming_sigma == 0 and dev.programming_floor == "zero" and dev.g_max == 25 * US
+    assert (dev.drift_nu_ln, dev.drift_nu_range) == (NU["drift_nu_ln"], NU["drift_nu_range"])
+    assert (dev.drift_nu_sigma_ln, dev.drift_nu_sigma_range) == (NU["drift_nu_sigma_ln"], NU["drift_nu_sigma_range"])
+    assert (dev.flicker_q, dev.flicker_exponent, dev.flicker_q_max) == (0.0088, 0.65, 0.2)
+    assert dev.flicker_t_read == pytest.approx(250e-9) and dev.drift_time_origin == "t0" and dev.drift_t0 == 20.0
+    cmo = xbar.load_device("cmo-reram")
+    assert cmo.read_time <= 100e-9 and cmo.flicker_t_read == pytest.approx(1e-6)
