@@ -401,7 +401,7 @@ def test_per_state_tables_need_a_state_table():
 def test_shipped_pcm_is_aihwkits_pcm_model():
     dev = xbar.load_device("pcm")
     assert dev.programming_sigma_poly == pytest.approx(tuple(c * US for c in PROG), rel=1e-9)
-    assert dev.programming_sigma == 0 and dev.programming_floor == "zero" and dev.g_max == 25 * US
+    assert dev.programming_sigma == 0 and dev.programming_floor == "zero" and dev.g_max == pytest.approx(25 * US)
     assert (dev.drift_nu_ln, dev.drift_nu_range) == (NU["drift_nu_ln"], NU["drift_nu_range"])
     assert (dev.drift_nu_sigma_ln, dev.drift_nu_sigma_range) == (NU["drift_nu_sigma_ln"], NU["drift_nu_sigma_range"])
     assert (dev.flicker_q, dev.flicker_exponent, dev.flicker_q_max) == (0.0088, 0.65, 0.2)
