@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 DEFAULT = "ee518"
-MODES = ("vanilla", "spike-norm", "percentile", "surrogate", "surrogate-hybrid", "spike-norm+surrogate")
+MODES = ("vanilla", "spike-norm", "percentile", "surrogate", "surrogate-hybrid", "spike-norm+surrogate", "qcfs")
 PROCEDURES = ("study", "hardware-aware")
 
 
@@ -101,9 +101,51 @@ def _check(cfg: dict, where: str) -> None:
     if not 0 < float(cfg["encoder"]["max_rate"]) <= 1:
         fail("encoder.max_rate", "must be in (0, 1]")
     for field, value in (("ann.epochs", cfg["ann"]["epochs"]), ("surrogate.epochs", cfg["surrogate"]["epochs"]),
-                         ("constrain.epochs", cfg["constrain"]["epochs"])):
-        if not isinstance(value, int) or value < 0:
+                         ("constrain.epochs", cfg["constrain"]["epochs"]), ("qcfs.epochs", cfg["qcfs"]["epochs"])):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             fail(field, f"must be an integer >= 0, got {value!r}")
+    _check_lowt(cfg, fail)
+
+
+def _positive(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value < float("inf")
+
+
+def _count(value: Any, low: int = 1) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= low
+
+
+def _check_lowt(cfg: dict, fail: Any) -> None:
+    """The keys of the hybrid fix (``surrogate.finetune_lr``, ``surrogate.v_init``), of the
+    ``qcfs`` mode and of the low-T study (``lowt``)."""
+    s, q, low = cfg["surrogate"], cfg["qcfs"], cfg["lowt"]
+    if not _positive(s["finetune_lr"]):
+        fail("surrogate.finetune_lr", f"must be a number > 0, got {s['finetune_lr']!r}")
+    v = s["v_init"]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+        fail("surrogate.v_init", f"must be a fraction of the threshold in [0, 1), got {s['v_init']!r}")
+    if not _count(q["levels"]):
+        fail("qcfs.levels", f"must be an integer >= 1, got {q['levels']!r}")
+    if not _positive(q["clip"]):
+        fail("qcfs.clip", f"must be a number > 0 (the initial clip), got {q['clip']!r}")
+    if not _positive(q["lr"]):
+        fail("qcfs.lr", f"must be a number > 0, got {q['lr']!r}")
+    if not _count(q["input_noise"], 0):
+        fail("qcfs.input_noise", f"must be an integer >= 0 (Poisson frames; 0: off), got {q['input_noise']!r}")
+    if q["init"] not in ("ann", "scratch"):
+        fail("qcfs.init", f"must be 'ann' (from the trained ANN) or 'scratch', got {q['init']!r}")
+    if not isinstance(low["enabled"], bool):
+        fail("lowt.enabled", f"must be true or false, got {low['enabled']!r}")
+    for key in ("timesteps", "hybrid_timesteps"):
+        ts = low[key]
+        if not isinstance(ts, list) or not ts or not all(_count(t) for t in ts) or sorted(set(ts)) != ts:
+            fail(f"lowt.{key}", f"must be a non-empty ascending list of distinct integers >= 1, got {ts!r}")
+    missing = [t for t in low["hybrid_timesteps"] if t not in low["timesteps"]]
+    if missing:
+        fail("lowt.hybrid_timesteps", f"{missing} not in lowt.timesteps (each hybrid is compared at its own T)")
+    for key in ("finetune_samples", "test_limit"):
+        if low[key] is not None and not _count(low[key]):
+            fail(f"lowt.{key}", f"must be null or an integer >= 1, got {low[key]!r}")
 
 
 def load_config(name_or_path: str | Path = DEFAULT, overrides: dict[str, Any] | None = None) -> dict:

@@ -473,6 +473,58 @@ def plot_ann_training(results: Mapping[str, Any], out_dir: Path) -> str | None:
     return _save(fig, out_dir, "ann_training")
 
 
+LOWT_PLOT = "lowt.png"
+
+
+def plot_lowt(results: Mapping[str, Any], out_dir: Path) -> str | None:
+    """The low-T study (``results["lowt"]``): test accuracy and joules per sample against T, one
+    line per network (conversion, hybrids, QCFS), mean over seeds with the min-max band, as
+    ``lowt.png`` (drawn by the study's outputs beside :func:`make_plots`, key ``"lowt"``).
+
+    Args:
+        results: the results dict of ``xbar reproduce`` or ``python -m experiments.lowlatency``.
+        out_dir: folder to write the PNG into.
+
+    Returns:
+        The file name written, or None when the low-T study has no rows.
+    """
+    low = results.get("lowt") or {}
+    rows = [r for r in low.get("per_seed") or [] if r.get("network") is not None]
+    if not rows:
+        return None
+    plt = _pyplot()
+    from matplotlib.ticker import ScalarFormatter
+
+    names = list(dict.fromkeys(str(r["network"]) for r in rows))
+    colors = _mode_colors(names)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    for ax, key in zip(axes, ("test_acc", "joules")):
+        for name in names:
+            points = aggregate_rows([r for r in rows if str(r["network"]) == name], "T", key)
+            if points:
+                _curve(ax, points, band=True, color=colors[name], marker="o", markersize=3, label=name)
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.set_xlabel("timesteps T (log2 scale)")
+        ax.grid(True, alpha=0.3)
+    _percent_axis(axes[0])
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].set_title("Accuracy")
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("joules per sample")
+    axes[1].set_title("Energy (energy meter, device profile)")
+    axes[0].legend(fontsize=8, loc="lower right")
+    s = low.get("settings") or {}
+    seeds = sorted({r.get("seed") for r in rows})
+    band = f"mean over seeds {', '.join(map(str, seeds))}; shaded: min-max" if len(seeds) > 1 else f"seed {seeds[0]}"
+    fig.suptitle(f"Few timesteps on {s.get('device', '?')} crossbars ({band}; {s.get('test_images', '?')} test "
+                 f"images, Poisson max rate {s.get('max_rate', '?')})")
+    fig.tight_layout()
+    fig.savefig(Path(out_dir) / LOWT_PLOT, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return LOWT_PLOT
+
+
 _PLOTTERS: dict[str, Callable[[Mapping[str, Any], Path], str | None]] = {
     "accuracy_vs_timesteps": plot_accuracy_vs_timesteps,
     "accuracy_vs_rate": plot_accuracy_vs_rate,

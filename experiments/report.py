@@ -18,6 +18,7 @@ from xbar.experiments.report_constrain import (_constrain_section, _run_label,
                                                best_constrained_run, constrain_runs, final_entry,
                                                reference_runs, study_procedure_run)
 from xbar.experiments.report_energy import _energy_section
+from xbar.experiments.report_lowt import lowt_section
 from xbar.experiments.report_format import (DASH, NOT_RUN, _modes, _num, _plot, _table, acc_over_seeds,
                                             count, images_phrase, pct, pct_pm, plain, points_diff, sci,
                                             seconds)
@@ -408,7 +409,7 @@ def write_report(results: dict, out_dir: Path, plots: dict[str, str]) -> Path:
     lines += ["## Results beside the study's", ""] + results_table(results) + [""]
     lines += _modes_list(results)
     for section in (_ann_section, _timestep_section, _rate_section, _constrain_section,
-                    _energy_section):
+                    _energy_section, lowt_section):
         lines += section(results, plots)
     lines += _differences_section(results)
     path = out_dir / "report.md"

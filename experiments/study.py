@@ -37,10 +37,15 @@ MODE_INFO = {
     "spike-norm": ("spike norm", "ANN converted with Sengupta et al.'s spike-norm (layer-wise max input)"),
     "percentile": (None, "ANN converted with 99.9th-percentile data-based normalisation (Rueckauer et al.)"),
     "surrogate": ("surrogate function", "SNN trained from scratch by BPTT, spikingjelly sigmoid surrogate (alpha 4), threshold 1"),
-    "surrogate-hybrid": (None, "percentile-converted ANN, then BPTT finetuning with the sigmoid surrogate"),
-    "spike-norm+surrogate": ("spike norm + surrogate function", "spike-norm-converted ANN, then BPTT finetuning with the sigmoid surrogate"),
+    "surrogate-hybrid": (None, "percentile-converted ANN (initial potential surrogate.v_init of the threshold), then BPTT "
+                               "finetuning with the sigmoid surrogate at surrogate.finetune_lr"),
+    "spike-norm+surrogate": ("spike norm + surrogate function", "spike-norm-converted ANN (initial potential surrogate.v_init), "
+                             "then BPTT finetuning with the sigmoid surrogate at surrogate.finetune_lr"),
+    "qcfs": (None, "ANN with QCFS activations (Bu et al., ICLR 2022; qcfs.levels levels, learned clips), converted with "
+                   "norm='qcfs': thresholds = the clips, initial potential half the threshold"),
 }
-CONVERTED = ("vanilla", "spike-norm", "percentile")
+CONVERTED = ("vanilla", "spike-norm", "percentile", "qcfs")
+HYBRID = ("surrogate-hybrid", "spike-norm+surrogate")
 STUDY_REFERENCE = {
     "vanilla": {"best_T": 32, "runtime_s": 72, "best_rate": 0.46, "acc_5_epochs": "> 85%", "constrained_20_epochs": 0.841},
     "spike-norm": {"best_T": 128, "runtime_s": 240, "best_rate": 0.76, "acc_5_epochs": "> 82%", "constrained_20_epochs": 0.864},
@@ -108,6 +113,7 @@ class Study:
         self.seeds = list(range(int(config["seeds"])))
         self._nets: dict[tuple[str, int], xbar.SpikingNetwork] = {}
         self._anns: dict[int, torch.nn.Module] = {}
+        self._qcfs: dict[int, torch.nn.Module] = {}
         self._data: tuple | None = None
         self.results = self._load_or_new(command)
         for mode in config["modes"]:
@@ -213,14 +219,49 @@ class Study:
         self._anns[seed] = model
         return model
 
+    def qcfs_ann(self, seed: int) -> torch.nn.Module:
+        """The QCFS ANN of ``seed`` (configuration ``qcfs``): the model with every ReLU a
+        :class:`xbar.QCFS` of ``qcfs.levels`` levels, trained ``qcfs.epochs`` epochs from seed's
+        trained ANN (``qcfs.init: ann``) or from fresh weights (``scratch``), every batch also
+        rate-coded over ``qcfs.input_noise`` Poisson frames unless 0; or its checkpoint."""
+        if seed in self._qcfs:
+            return self._qcfs[seed]
+        q = self.cfg["qcfs"]
+        torch.manual_seed(seed)
+        base = copy.deepcopy(self.ann(seed)) if q["init"] == "ann" else build_model(self.cfg["model"])
+        model = xbar.to_qcfs(base, levels=int(q["levels"]), clip=float(q["clip"]))
+        ck = self._ckpt(f"qcfs_ann_seed{seed}")
+        record = self.results.setdefault("qcfs_ann", {"per_seed": []})
+        if ck.exists() and any(r["seed"] == seed for r in record["per_seed"]):
+            model.load_state_dict(torch.load(ck, weights_only=True))
+        else:
+            loader: Any = self.loader("train", shuffle_seed=seed)
+            if int(q["input_noise"]):
+                from .lowlatency import RateCodedCopies
+
+                loader = RateCodedCopies(loader, int(q["input_noise"]), float(self.cfg["encoder"]["max_rate"]), seed)
+            hist = train(model, loader, epochs=int(q["epochs"]), lr=float(q["lr"]),
+                         val_loader=self.loader("val"), seed=seed, progress=self.progress, desc=f"QCFS ANN seed {seed}")
+            ck.unlink(missing_ok=True)
+            ck.with_name(ck.stem + ".xbar.pt").unlink(missing_ok=True)
+            row = {"seed": seed, "history": hist, "test_acc": evaluate(model.eval(), self.loader("test")),
+                   "clips": xbar.qcfs.qcfs_clips(model)}
+            record["per_seed"] = [r for r in record["per_seed"] if r["seed"] != seed] + [row]
+            self.save()
+        self._keep(model.eval(), ck, seed)
+        self._qcfs[seed] = model
+        return model
+
     def convert(self, ann: torch.nn.Module, mode: str, seed: int, timesteps: int) -> xbar.SpikingNetwork:
         """Convert ``ann`` the way ``mode`` does (the conversion part of surrogate hybrids too)."""
         calib = self.data()[3]
         norm = {"vanilla": "none", "surrogate": "none", "spike-norm": "spike-norm",
-                "spike-norm+surrogate": "spike-norm"}.get(mode, "percentile")
+                "spike-norm+surrogate": "spike-norm", "qcfs": "qcfs"}.get(mode, "percentile")
         cal = calib[:SPIKE_NORM_SAMPLES] if norm == "spike-norm" else calib
-        return xbar.to_snn(ann, calibration=None if norm == "none" else cal.split(500), timesteps=timesteps,
-                           norm=norm, percentile=float(self.cfg["percentile"]), encoder=self._encoder(10_000 + seed))
+        v_init = float(self.cfg["surrogate"]["v_init"]) if mode in HYBRID else None
+        return xbar.to_snn(ann, calibration=None if norm in ("none", "qcfs") else cal.split(500), timesteps=timesteps,
+                           norm=norm, percentile=float(self.cfg["percentile"]), encoder=self._encoder(10_000 + seed),
+                           v_init=v_init)
 
     def network(self, mode: str, seed: int) -> xbar.SpikingNetwork:
         """The spiking network of ``mode`` for ``seed`` (converted, or trained by BPTT)."""
@@ -229,7 +270,7 @@ class Study:
             return self._nets[key]
         s = self.cfg["surrogate"]
         if mode in CONVERTED:
-            snn = self.convert(self.ann(seed), mode, seed, 32)
+            snn = self.convert(self.qcfs_ann(seed) if mode == "qcfs" else self.ann(seed), mode, seed, 32)
         else:
             snn = self._trained(mode, seed, s)
         snn.eval()
@@ -241,10 +282,10 @@ class Study:
         if mode == "surrogate":
             torch.manual_seed(seed)
             snn = self.convert(build_model(self.cfg["model"]), "surrogate", seed, t_train)
-            epochs = int(s["epochs"])
+            epochs, lr = int(s["epochs"]), float(s["lr"])
         else:
             snn = self.convert(self.ann(seed), mode, seed, t_train)
-            epochs = int(s["finetune_epochs"])
+            epochs, lr = int(s["finetune_epochs"]), float(s["finetune_lr"])
         set_surrogate(snn)
         ck = self._ckpt(f"{mode}_seed{seed}")
         record = self._mode(mode)
@@ -255,7 +296,7 @@ class Study:
             return snn
         snn.encoder = self._encoder(20_000 + seed)
         snn.timesteps = t_train
-        hist = train(snn, self.loader("train", shuffle_seed=seed), epochs=epochs, lr=float(s["lr"]),
+        hist = train(snn, self.loader("train", shuffle_seed=seed), epochs=epochs, lr=lr,
                      val_loader=self.loader("val"), seed=seed, progress=self.progress,
                      desc=f"{mode} BPTT seed {seed}")
         ck.unlink(missing_ok=True)
@@ -270,6 +311,8 @@ class Study:
         """ANN baseline for every seed, and the BPTT-trained modes."""
         for seed in self.seeds:
             self.ann(seed)
+            if "qcfs" in self.cfg["modes"]:
+                self.qcfs_ann(seed)
         for mode in self.cfg["modes"]:
             if mode not in CONVERTED:
                 for seed in self.seeds:
@@ -378,13 +421,17 @@ class Study:
         """Constrained finetuning on the device: each mapping x procedure, accuracy per epoch."""
         c = self.cfg["constrain"]
         done = {(r["mode"], r["mapping"], r["procedure"]) for r in self.results["constrain"]["runs"]}
-        conv = [m for m in self.cfg["modes"] if m in CONVERTED]
-        for mapping in c["mappings"]:
-            for proc in c["procedures"]:
-                if conv and any((m, mapping, proc) not in done for m in conv):
-                    self._constrain_ann(conv, mapping, proc)
-        if c["unconstrained_reference"] and conv and any((m, "none", "unconstrained") not in done for m in conv):
-            self._unconstrained_reference(conv)
+        groups = [([m for m in self.cfg["modes"] if m in CONVERTED and m != "qcfs"], False),
+                  (["qcfs"] if "qcfs" in self.cfg["modes"] else [], True)]  # the QCFS ANN is a network of its own
+        for conv, qcfs in groups:
+            for mapping in c["mappings"]:
+                for proc in c["procedures"]:
+                    if conv and any((m, mapping, proc) not in done for m in conv):
+                        self._constrain_ann(conv, mapping, proc, qcfs)
+            todo = "reference_qcfs" not in self.results["constrain"] if qcfs else \
+                any((m, "none", "unconstrained") not in done for m in conv)
+            if c["unconstrained_reference"] and conv and todo:
+                self._unconstrained_reference(conv, qcfs)
         for variant in c["snn_variants"]:
             mapping, proc = variant.split("/")
             for m in self.cfg["modes"]:
@@ -411,10 +458,10 @@ class Study:
             runs.append({"mode": m, "mapping": mapping, "procedure": proc, "T": self.best_t(m), "history": histories[m]})
         self.save()
 
-    def _constrain_ann(self, modes: list[str], mapping: str, proc: str) -> None:
+    def _constrain_ann(self, modes: list[str], mapping: str, proc: str, qcfs: bool = False) -> None:
         c = self.cfg["constrain"]
         dev = self.device
-        model = copy.deepcopy(self.ann(0))
+        model = copy.deepcopy(self.qcfs_ann(0) if qcfs else self.ann(0))
         model = apply_constraints(model, dev, mapping) if proc == "study" else xbar.to_crossbar(model, dev, mapping=mapping)
         hw: Callable[[], Any] = (lambda: xbar.to_crossbar(model, dev, mapping=mapping)) if proc == "study" else (lambda: model)
         hist: dict[str, list] = {m: [] for m in modes}
@@ -429,13 +476,15 @@ class Study:
             self._constrained_eval(hw().eval(), modes, epoch, hist, convert=True)
         self._finish_runs(modes, mapping, proc, hist)
 
-    def _unconstrained_reference(self, modes: list[str]) -> None:
+    def _unconstrained_reference(self, modes: list[str], qcfs: bool = False) -> None:
         """The reference for the constrained runs: seed 0's ANN finetuned for the same epochs with
         the same optimiser and batches, without constraints (float weights). Per epoch: the ANN's
         own accuracy (``constrain.reference``) and each converted mode's (runs with mapping
-        ``none``, procedure ``unconstrained``), on the same subsets as the constrained runs."""
+        ``none``, procedure ``unconstrained``), on the same subsets as the constrained runs. With
+        ``qcfs`` the QCFS ANN's, all of it in ``constrain.reference_qcfs`` (``history`` the ANN's,
+        ``converted`` each mode's per epoch)."""
         c = self.cfg["constrain"]
-        model = copy.deepcopy(self.ann(0))
+        model = copy.deepcopy(self.qcfs_ann(0) if qcfs else self.ann(0))
         hist: dict[str, list] = {m: [] for m in modes}
         ann_hist: list[dict] = []
 
@@ -456,9 +505,14 @@ class Study:
             model.train()
             train_epoch(model, loader, opt)
             measure(epoch)
-        self.results["constrain"]["reference"] = {"what": "seed 0's ANN finetuned without constraints (float weights)",
-                                                  "epochs": int(c["epochs"]), "lr": float(c["lr"]), "history": ann_hist}
-        self._finish_runs(modes, "none", "unconstrained", hist)
+        what = {"what": f"seed 0's {'QCFS ' if qcfs else ''}ANN finetuned without constraints (float weights)",
+                "epochs": int(c["epochs"]), "lr": float(c["lr"]), "history": ann_hist}
+        if qcfs:  # kept beside the runs: the report's reference rows are the plain ANN's
+            self.results["constrain"]["reference_qcfs"] = {**what, "converted": hist}
+            self.save()
+        else:
+            self.results["constrain"]["reference"] = what
+            self._finish_runs(modes, "none", "unconstrained", hist)
 
     def _constrain_snn(self, mode: str, mapping: str, proc: str) -> None:
         c, s = self.cfg["constrain"], self.cfg["surrogate"]
@@ -479,22 +533,35 @@ class Study:
             self._constrained_eval(hw().eval(), [mode], epoch, hist, convert=False)
         self._finish_runs([mode], mapping, proc, hist)
 
+    def step_lowt(self) -> None:
+        """Accuracy and energy at few timesteps on the constraint device: percentile conversion,
+        hybrid BPTT finetuning at each ``lowt.hybrid_timesteps``, QCFS (:mod:`experiments.lowlatency`)."""
+        from .lowlatency import step_lowt
+
+        step_lowt(self)
+
     # -- outputs -----------------------------------------------------------------------------
     def write_outputs(self) -> Path:
         """CSV files, plots and ``report.md``; returns the report's path."""
+        from .lowlatency import write_lowt_outputs
         from .outputs import write_csvs
-        from .plots import make_plots
+        from .plots import make_plots, plot_lowt
         from .report import write_report
 
         self.save()
         write_csvs(self.results, self.out)
+        write_lowt_outputs(self.results, self.out)
         plots = make_plots(self.results, self.out)
+        lowt = plot_lowt(self.results, self.out)
+        if lowt is not None:
+            plots["lowt"] = lowt
         return write_report(self.results, self.out, plots)
 
     def run_all(self) -> Path:
         """Every step, then the outputs."""
         steps = [("train", self.step_train), ("timestep sweep", self.step_timesteps), ("headline", self.step_headline),
-                 ("rate sweep", self.step_rates), ("energy", self.step_energy), ("constrained finetuning", self.step_constrain)]
+                 ("rate sweep", self.step_rates), ("energy", self.step_energy), ("constrained finetuning", self.step_constrain),
+                 ("low-T study", self.step_lowt)]
         for name, fn in steps:
             t0 = time.perf_counter()
             _say(f"== {name}")

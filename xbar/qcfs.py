@@ -92,7 +92,7 @@ class QCFS(nn.Module):
         return quantise(x, self.clip, self.levels)
 
     def extra_repr(self) -> str:
-        return f"levels={self.levels}, clip={float(self.clip):.4g}"
+        return f"levels={self.levels}, clip={float(self.clip.detach()):.4g}"
 
 
 def to_qcfs(model: nn.Module, levels: int = 8, clip: float = 8.0, inplace: bool = False,
