@@ -122,8 +122,9 @@ def networks(study: Any, seed: int, record: dict) -> tuple[dict[str, xbar.Spikin
     test = study.loader("test", low["test_limit"])
     accs = {"ann": evaluate(ann, test), "ann_crossbar": evaluate(hw, test)}
     t0 = int(low["timesteps"][0])
-    nets = {"percentile": study.convert(hw, "percentile", seed, t0),
-            f"percentile v_init={v:g}": study.convert(hw, "surrogate-hybrid", seed, t0)}
+    nets = {"percentile": study.convert(hw, "percentile", seed, t0)}
+    if v:  # the hybrids' starting point, unless it is the percentile conversion itself
+        nets[f"percentile v_init={v:g}"] = study.convert(hw, "surrogate-hybrid", seed, t0)
     modes = study.cfg["modes"]
     for t in low["hybrid_timesteps"] if "surrogate-hybrid" in modes else []:
         nets[f"hybrid T={t}"] = _hybrid(study, hw, seed, int(t), record)

@@ -101,7 +101,8 @@ def _describe(results: Mapping[str, Any]) -> list[str]:
     noise = (f", every batch also shown as the average of {int(frames)} Poisson frames" if _num(frames) else "")
     return [
         f"- `percentile`: the study's {plain(s.get('percentile'))}th-percentile conversion, initial potential 0.",
-        f"- `percentile v_init={v:g}`: the same with every neuron starting at {v:g} of its threshold (the hybrids' start).",
+        f"- `percentile v_init={v:g}`: the same with every neuron starting at {v:g} of its threshold (the hybrids' start)."
+        if v else "- The hybrids start from the `percentile` conversion (`surrogate.v_init` 0).",
         f"- `hybrid T=t`: that conversion finetuned by BPTT at T = t on the crossbars (straight through the programmed "
         f"weights; sigmoid surrogate; Adam, lr {plain(s.get('finetune_lr'))}, {plain(s.get('finetune_epochs'))} epoch(s) "
         f"over {per_epoch}).",
