@@ -182,7 +182,8 @@ def write_lowt_outputs(results: dict, out_dir: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m experiments.lowlatency``: the low-T study alone (trains what it needs)."""
+    """``python -m experiments.lowlatency``: the low-T study alone (trains what it needs), then
+    ``lowt.csv``, ``lowt.md`` and ``lowt.png`` in ``--out``."""
     from .config import ConfigError, load_config
     from .study import Study, command_line
 
@@ -221,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     step_lowt(study)
     study.save()
     write_lowt_outputs(study.results, Path(args.out))
+    from .plots import plot_lowt
+
+    plot_lowt(study.results, Path(args.out))
     print("\n".join(lowt_markdown(study.results)))
     print(f"\nlow-T study done in {time.perf_counter() - t0:.1f} s; {Path(args.out) / 'lowt.md'}")
     return 0

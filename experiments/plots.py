@@ -493,7 +493,7 @@ def plot_lowt(results: Mapping[str, Any], out_dir: Path) -> str | None:
     if not rows:
         return None
     plt = _pyplot()
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import NullFormatter
 
     names = list(dict.fromkeys(str(r["network"]) for r in rows))
     colors = _mode_colors(names)
@@ -504,7 +504,9 @@ def plot_lowt(results: Mapping[str, Any], out_dir: Path) -> str | None:
             if points:
                 _curve(ax, points, band=True, color=colors[name], marker="o", markersize=3, label=name)
         ax.set_xscale("log", base=2)
-        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ts = sorted({int(r["T"]) for r in rows})
+        ax.set_xticks(ts, [str(t) for t in ts])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("timesteps T (log2 scale)")
         ax.grid(True, alpha=0.3)
     _percent_axis(axes[0])
@@ -517,7 +519,8 @@ def plot_lowt(results: Mapping[str, Any], out_dir: Path) -> str | None:
     s = low.get("settings") or {}
     seeds = sorted({r.get("seed") for r in rows})
     band = f"mean over seeds {', '.join(map(str, seeds))}; shaded: min-max" if len(seeds) > 1 else f"seed {seeds[0]}"
-    fig.suptitle(f"Few timesteps on {s.get('device', '?')} crossbars ({band}; {s.get('test_images', '?')} test "
+    images = f"{int(s['test_images']):,}" if isinstance(s.get("test_images"), int) else "?"
+    fig.suptitle(f"Few timesteps on {s.get('device', '?')} crossbars ({band}; {images} test "
                  f"images, Poisson max rate {s.get('max_rate', '?')})")
     fig.tight_layout()
     fig.savefig(Path(out_dir) / LOWT_PLOT, dpi=DPI, bbox_inches="tight")
