@@ -478,38 +478,40 @@ def execute(net: Any, x: torch.Tensor | SpikeEvents, wiring: Wiring, binary: boo
     src, out_in = graph.nodes[0].name, graph.output.inputs[0]
     results: list[torch.Tensor] = []
     hold = ReadNoiseHold(net)  # 1/f read noise: one draw per sample, held through its steps
-    for b0 in range(0, batch, plan.bc):
-        b1 = min(batch, b0 + plan.bc)
-        if not keep_state and b0 > 0:
-            net.reset()
-        hold.start(b1 - b0)
-        xb = x.samples(b0, b1) if isinstance(x, SpikeEvents) else x[:, b0:b1]
-        counts: dict[str, torch.Tensor] = {}
-        outs: list[torch.Tensor] = []
-        for t0 in range(0, steps, plan.tc):
-            part = xb.steps(t0, min(steps, t0 + plan.tc)) if isinstance(xb, SpikeEvents) else xb[t0:t0 + plan.tc]
-            values, known = _start(net, plan, part, src, binary, observers)
-            _run_nodes(net, plan.run, values, known, wiring, observers, plan.last_use)
+    try:
+        for b0 in range(0, batch, plan.bc):
+            b1 = min(batch, b0 + plan.bc)
+            if not keep_state and b0 > 0:
+                net.reset()
+            hold.start(b1 - b0)
+            xb = x.samples(b0, b1) if isinstance(x, SpikeEvents) else x[:, b0:b1]
+            counts: dict[str, torch.Tensor] = {}
+            outs: list[torch.Tensor] = []
+            for t0 in range(0, steps, plan.tc):
+                part = xb.steps(t0, min(steps, t0 + plan.tc)) if isinstance(xb, SpikeEvents) else xb[t0:t0 + plan.tc]
+                values, known = _start(net, plan, part, src, binary, observers)
+                _run_nodes(net, plan.run, values, known, wiring, observers, plan.last_use)
+                if capture is not None:
+                    capture[1](values[capture[0]])
+                    continue
+                if plan.tail or (plan.frontier and mean):
+                    for f in plan.frontier:
+                        s = values[f].sum(0)
+                        counts[f] = s if f not in counts else counts[f] + s
+                elif mean:
+                    s = values[out_in].sum(0)
+                    outs = [s if not outs else outs[0] + s]
+                else:
+                    outs.append(values[out_in])
             if capture is not None:
-                capture[1](values[capture[0]])
                 continue
-            if plan.tail or (plan.frontier and mean):
-                for f in plan.frontier:
-                    s = values[f].sum(0)
-                    counts[f] = s if f not in counts else counts[f] + s
-            elif mean:
-                s = values[out_in].sum(0)
-                outs = [s if not outs else outs[0] + s]
+            if plan.frontier and mean:
+                results.append(_run_tail(net, plan, counts, steps, wiring, observers) if plan.tail
+                               else counts[out_in] / steps)
             else:
-                outs.append(values[out_in])
-        if capture is not None:
-            continue
-        if plan.frontier and mean:
-            results.append(_run_tail(net, plan, counts, steps, wiring, observers) if plan.tail
-                           else counts[out_in] / steps)
-        else:
-            results.append(outs[0] / steps if mean else torch.cat(outs))
-    hold.stop()
+                results.append(outs[0] / steps if mean else torch.cat(outs))
+    finally:
+        hold.stop()  # also when a step raises: no layer stays held
     if capture is not None:
         return None
     return results[0] if len(results) == 1 else torch.cat(results, 0 if mean else 1)

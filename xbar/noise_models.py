@@ -95,20 +95,23 @@ def has_nu_model(dev: Any) -> bool | str:
     return "scalar" if dev.drift_nu_sigma > 0 else False
 
 
+def _g_dependent(g: torch.Tensor, g_max: float, ln: Any, span: Any, states_of: Any, states: Any,
+                 scalar: float) -> torch.Tensor | float:
+    """A drift figure for target conductances ``g``: the clipped log fit, else the per-state
+    table, else the profile's scalar."""
+    if ln is not None:
+        return log_fit(g, g_max, ln, span)
+    if states_of is not None:
+        return interp_states(g, states, states_of)
+    return scalar
+
+
 def nu_of(dev: Any, g: torch.Tensor) -> tuple[torch.Tensor | float, torch.Tensor | float]:
     """Mean and device-to-device spread of the drift exponent for target conductances ``g``."""
-    if dev.drift_nu_ln is not None:
-        mean: torch.Tensor | float = log_fit(g, dev.g_max, dev.drift_nu_ln, dev.drift_nu_range)
-    elif dev.drift_nu_states is not None:
-        mean = interp_states(g, dev.states, dev.drift_nu_states)
-    else:
-        mean = dev.drift_nu
-    if dev.drift_nu_sigma_ln is not None:
-        spread: torch.Tensor | float = log_fit(g, dev.g_max, dev.drift_nu_sigma_ln, dev.drift_nu_sigma_range)
-    elif dev.drift_nu_sigma_states is not None:
-        spread = interp_states(g, dev.states, dev.drift_nu_sigma_states)
-    else:
-        spread = dev.drift_nu_sigma
+    mean = _g_dependent(g, dev.g_max, dev.drift_nu_ln, dev.drift_nu_range, dev.drift_nu_states, dev.states,
+                        dev.drift_nu)
+    spread = _g_dependent(g, dev.g_max, dev.drift_nu_sigma_ln, dev.drift_nu_sigma_range,
+                          dev.drift_nu_sigma_states, dev.states, dev.drift_nu_sigma)
     return mean, spread
 
 
