@@ -138,29 +138,50 @@ def networks(study: Any, seed: int, record: dict) -> tuple[dict[str, xbar.Spikin
     return nets, accs
 
 
-def step_lowt(study: Any) -> None:
-    """Measure every seed not yet in ``results["lowt"]`` (resumable; see the module docstring)."""
+def start_lowt(study: Any) -> list[int]:
+    """Open ``results["lowt"]`` (over again when its settings changed); the seeds still to
+    measure (none when ``lowt.enabled`` is false)."""
     low = study.cfg["lowt"]
     if not low["enabled"]:
-        return
+        return []
     want = settings(study)
     record = study.results.get("lowt")
     if not record or record.get("settings") != want:
         record = study.results["lowt"] = {"settings": want, "per_seed": [], "anns": [], "training": []}
     done = {r["seed"] for r in record["anns"]}
-    for seed in study.seeds:
-        if seed in done:
-            continue
-        nets, accs = networks(study, seed, record)
-        test = study.loader("test", low["test_limit"])
-        res = timestep_sweep(nets, test, list(low["timesteps"]), float(study.cfg["encoder"]["max_rate"]),
-                             LOWT_SWEEP_SEED + seed, study.device, progress=study.progress, desc=f"low-T seed {seed}")
-        for name, rows in res.items():
-            record["per_seed"] += [{"seed": seed, "network": name, "T": r["T"], "test_acc": r["acc"],
-                                    "joules": r["joules"], "acs": r["acs"], "input_spikes": r["input_spikes"]}
-                                   for r in rows]
-        record["anns"].append({"seed": seed, **accs})
-        study.save()
+    return [seed for seed in study.seeds if seed not in done]
+
+
+def lowt_seed(study: Any, seed: int) -> dict:
+    """Every low-T network of ``seed`` swept over ``lowt.timesteps`` (module docstring): its
+    ``per_seed`` rows, its ``anns`` row and its hybrids' ``training`` rows."""
+    low = study.cfg["lowt"]
+    record = study.results["lowt"]
+    nets, accs = networks(study, seed, record)
+    test = study.loader("test", low["test_limit"])
+    res = timestep_sweep(nets, test, list(low["timesteps"]), float(study.cfg["encoder"]["max_rate"]),
+                         LOWT_SWEEP_SEED + seed, study.device, progress=study.progress, desc=f"low-T seed {seed}")
+    rows = [{"seed": seed, "network": name, "T": r["T"], "test_acc": r["acc"], "joules": r["joules"], "acs": r["acs"],
+             "input_spikes": r["input_spikes"]} for name, rs in res.items() for r in rs]
+    return {"per_seed": rows, "anns": {"seed": seed, **accs},
+            "training": [r for r in record["training"] if r["seed"] == seed]}
+
+
+def merge_lowt(study: Any, parts: list[dict]) -> None:
+    """Add the seeds' parts (:func:`lowt_seed`) to ``results["lowt"]``, in the order given."""
+    record = study.results["lowt"] if parts else None
+    for part in parts:
+        seed = part["anns"]["seed"]
+        record["per_seed"] = [r for r in record["per_seed"] if r["seed"] != seed] + part["per_seed"]
+        record["anns"] = [r for r in record["anns"] if r["seed"] != seed] + [part["anns"]]
+        keys = {r["key"] for r in part["training"]}
+        record["training"] = [r for r in record["training"] if r["key"] not in keys] + part["training"]
+
+
+def step_lowt(study: Any, executor: Any = None) -> None:
+    """Measure every seed not yet in ``results["lowt"]``, one point per seed on ``executor``
+    (resumable; see the module docstring)."""
+    study.step_lowt(executor)
 
 
 def write_lowt_outputs(results: dict, out_dir: Path) -> list[Path]:
@@ -219,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg["lowt"]["enabled"] = True
     study = Study(cfg, args.out, device=args.device, progress=not args.no_progress, command=command_line())
     t0 = time.perf_counter()
-    step_lowt(study)
+    study.step_lowt()
     study.save()
     write_lowt_outputs(study.results, Path(args.out))
     from .plots import plot_lowt

@@ -26,17 +26,23 @@ and ``report.md`` in the output folder (:mod:`experiments.robustness_report`).
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from tqdm.auto import tqdm
 
 import xbar
 from xbar.data import mnist_datasets
 from xbar.models import build_model
 from xbar.train import evaluate, hardware_aware_finetune, train
+
+from xbar.executor import SerialExecutor
+from xbar.grid import canonical, point_key
+from xbar.grid_run import POINTS_DIR, PointsFailed, run_points
 
 from .config import ConfigError, read_merged
 from .study import _versions, read_results, write_json_atomic
@@ -144,11 +150,13 @@ class Robustness:
         command: the command line, recorded in the results.
     """
 
-    def __init__(self, config: dict, out_dir: str | Path, progress: bool = True, command: str | None = None) -> None:
+    def __init__(self, config: dict, out_dir: str | Path, progress: bool = True, command: str | None = None,
+                 worker: bool = False) -> None:
         self.cfg = config
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.progress = progress
+        self.worker = worker
         shipped = xbar.load_device(config["base_device"])
         self.base = shipped.ideal_devices().ideal_periphery().replace(name=shipped.name)
         self._data: tuple | None = None
@@ -163,12 +171,16 @@ class Robustness:
                  "points": [], "devices": []}
         path = self.out / "results.json"
         old = read_results(path)
+        if self.worker:  # a worker reads what the main process wrote, and never starts over
+            if not (old and old.get("config") == self.cfg and old.get("kind") == "robustness"):
+                raise RuntimeError(f"{path}: missing or written by another configuration (worker of a robustness run)")
+            return old
         if path.exists():
             if old and old.get("config") == self.cfg and old.get("kind") == "robustness":
                 self._say(f"resuming from {path}")
                 return old
             self._say(f"{path}: written by another configuration; starting over")
-            for f in self.out.glob("*.pt"):
+            for f in [*self.out.glob("*.pt"), *(self.out / POINTS_DIR).glob("*.json")]:
                 f.unlink()
         return fresh
 
@@ -177,7 +189,9 @@ class Robustness:
             print(msg, flush=True)
 
     def save(self) -> None:
-        """Write ``results.json`` now (atomically)."""
+        """Write ``results.json`` now (atomically); a worker's results are returned, not saved."""
+        if self.worker:
+            return
         self.results["wall_time_s"] = time.perf_counter() - self._t0
         write_json_atomic(self.out / "results.json", self.results)
 
@@ -202,28 +216,47 @@ class Robustness:
     def _float_state(self, model: torch.nn.Module) -> dict:
         return {k: v for k, v in model.state_dict().items() if k.endswith(("weight", "bias"))}
 
+    def model_name(self, key: str, chip: int = 0) -> str:
+        """The checkpoint name of network ``key`` for ``chip`` (``hardware-aware-chipN`` for chips
+        after the first when ``hardware_aware.faults`` is ``chip``; else ``key``)."""
+        per_chip = key == "hardware-aware" and self.cfg["hardware_aware"]["faults"] == "chip"
+        return f"{key}-chip{chip}" if per_chip and chip else key
+
     def model(self, key: str, chip: int = 0) -> torch.nn.Module:
         """The float ANN of ``key`` (``conversion``: trained; ``hardware-aware``: finetuned).
 
         With ``hardware_aware.faults: chip`` the hardware-aware network is finetuned for each
-        chip's own defect map (``hardware-aware-chipN`` for chips after the first)."""
-        per_chip = key == "hardware-aware" and self.cfg["hardware_aware"]["faults"] == "chip"
-        name = f"{key}-chip{chip}" if per_chip and chip else key
+        chip's own defect map (``hardware-aware-chipN`` for chips after the first). Read from its
+        checkpoint when there; else trained now (not in a worker: :meth:`train_model` runs first)."""
+        name = self.model_name(key, chip)
         if name in self._models:
             return self._models[name]
+        ck = self.out / f"{name}.pt"
+        if not (ck.exists() and name in self.results["models"]):
+            if self.worker:
+                raise RuntimeError(f"{ck}: network {name!r} not trained yet (the models phase runs before the points)")
+            self.results["models"][name] = self.train_model(key, chip)
+            self.save()
         torch.manual_seed(0)
         net = build_model(self.cfg["model"])
-        ck = self.out / f"{name}.pt"
-        if ck.exists() and name in self.results["models"]:
-            net.load_state_dict(torch.load(ck, weights_only=True))
-        elif key == "conversion":
+        net.load_state_dict(torch.load(ck, weights_only=True))
+        net.eval()
+        self._models[name] = net
+        return net
+
+    def train_model(self, key: str, chip: int = 0) -> dict:
+        """Train network ``key`` (for ``chip``), write its checkpoint ``NAME.pt`` (atomically) and
+        return its record (``results["models"][NAME]``); the conversion network must exist for
+        ``hardware-aware``."""
+        name = self.model_name(key, chip)
+        torch.manual_seed(0)
+        net = build_model(self.cfg["model"])
+        if key == "conversion":
             a = self.cfg["ann"]
             self._say("== training the ANN")
             hist = train(net, self._loader("train", shuffle_seed=0), epochs=a["epochs"], lr=a["lr"], seed=0,
                          progress=self.progress, desc="ANN")
-            torch.save(net.state_dict(), ck)
-            self.results["models"][key] = {"history": hist, "ann_test_acc": evaluate(net, self._loader("test"))}
-            self.save()
+            record = {"history": hist, "ann_test_acc": evaluate(net.eval(), self._loader("test"))}
         else:
             h = self.cfg["hardware_aware"]
             dev = _condition(self.base, h["device"])
@@ -235,14 +268,19 @@ class Robustness:
                                          calibration=self.data()[2][:200], seed=0, chip_seed=chip,
                                          faults=h["faults"], progress=self.progress)
             net.load_state_dict(self._float_state(hw))
-            torch.save(net.state_dict(), ck)
-            self.results["models"][name] = {"history": hw.history, "device": dev.to_dict(), "chip": chip,
-                                           "train_s": time.perf_counter() - t0,
-                                           "ann_on_chip_test_acc": evaluate(hw, self._loader("test"))}
-            self.save()
-        net.eval()
-        self._models[name] = net
-        return net
+            record = {"history": hw.history, "device": dev.to_dict(), "chip": chip,
+                      "train_s": time.perf_counter() - t0, "ann_on_chip_test_acc": evaluate(hw, self._loader("test"))}
+        ck = self.out / f"{name}.pt"
+        tmp = ck.with_name(f".{ck.name}.{os.getpid()}.tmp")
+        torch.save(net.state_dict(), tmp)
+        os.replace(tmp, ck)
+        return record
+
+    def model_chips(self) -> int:
+        """How many chips need a network of their own (``faults: chip``: every chip measured)."""
+        if self.cfg["hardware_aware"]["faults"] != "chip":
+            return 1
+        return max(int(self.cfg["chips"]), int(self.cfg["acceptance"]["chips"]))
 
     def chip_snn(self, key: str, device: xbar.DeviceProfile, chip: int) -> xbar.SpikingNetwork:
         """The network ``key`` converted on chip ``chip`` of ``device``, converters calibrated."""
@@ -313,48 +351,106 @@ class Robustness:
             row["energy"] = joules[0]
         return row
 
-    def step_acceptance(self) -> None:
-        """Both networks at the acceptance condition, on ``acceptance.chips`` chips."""
-        if "acceptance" in self.results:
-            return
-        dev = _condition(self.base, self.cfg["acceptance"])
-        rows = {key: self._measure(key, dev, chips=int(self.cfg["acceptance"]["chips"])) for key in MODELS}
-        self.results["acceptance"] = {"device": dev.to_dict(), "T": int(self.cfg["timesteps"]),
-                                      **{key: rows[key]["acc"] for key in MODELS}, "rows": list(rows.values())}
-        self.save()
+    # -- the run as independent points ----------------------------------------------------
+    def fingerprint(self) -> str:
+        """What every point record of this run carries: a hash of the configuration."""
+        return hashlib.sha256(canonical(self.cfg).encode()).hexdigest()[:16]
 
-    def step_sweeps(self) -> None:
-        """Every sweep point for both networks."""
-        done = {(r["sweep"], r["value"], r["compensation"], r["model"]) for r in self.results["points"]}
-        todo = [(p, key) for p in self.sweep_points() for key in MODELS if (p[0], p[1], p[2], key) not in done]
-        for (sweep, value, comp, dev, t), key in tqdm(todo, desc="robustness sweeps", disable=not self.progress):
-            row = self._measure(key, dev, None if t is None else (t, comp if isinstance(comp, str) else bool(comp)))
-            self.results["points"].append({"sweep": sweep, "value": value, "compensation": comp, **row})
-            self.save()
+    def model_points(self) -> list[list[dict]]:
+        """The networks still to train, as two phases of points: the conversion ANN, then the
+        hardware-aware finetuning of each chip (independent of each other)."""
+        phases = [[{"step": "models", "model": "conversion", "chip": 0}],
+                  [{"step": "models", "model": "hardware-aware", "chip": c} for c in range(self.model_chips())]]
+        todo = []
+        for phase in phases:
+            left = []
+            for p in phase:
+                name = self.model_name(p["model"], p["chip"])
+                if not ((self.out / f"{name}.pt").exists() and name in self.results["models"]):
+                    (self.out / POINTS_DIR / f"{point_key(p)}.json").unlink(missing_ok=True)  # no stale record
+                    left.append(p)
+            todo.append(left)
+        return todo
+
+    def measure_points(self) -> list[dict]:
+        """Every measurement of the run, in report order: the acceptance condition (both networks),
+        each sweep point for both networks, each device x periphery for both networks."""
+        pts = [{"step": "acceptance", "model": key} for key in MODELS]
+        pts += [{"step": "sweeps", "sweep": sweep, "value": value, "compensation": comp, "model": key}
+                for sweep, value, comp, _dev, _t in self.sweep_points() for key in MODELS]
+        pts += [{"step": "devices", "device": name, "periphery": per, "model": key}
+                for name in self.device_list() for per in self.cfg["devices"]["periphery"] for key in MODELS]
+        return pts
+
+    def measure_point(self, point: dict) -> dict:
+        """The row of one point of :meth:`measure_points` (accuracy per chip, energy for devices)."""
+        key = point["model"]
+        if point["step"] == "acceptance":
+            return self._measure(key, _condition(self.base, self.cfg["acceptance"]),
+                                 chips=int(self.cfg["acceptance"]["chips"]))
+        if point["step"] == "sweeps":
+            for sweep, value, comp, dev, t in self.sweep_points():
+                if (sweep, value, comp) == (point["sweep"], point["value"], point["compensation"]):
+                    drift = None if t is None else (t, comp if isinstance(comp, str) else bool(comp))
+                    return self._measure(key, dev, drift)
+            raise ValueError(f"point {point}: no such sweep point in the configuration")
+        if point["step"] == "devices":
+            dev = xbar.load_device(point["device"])
+            dev = dev.ideal_periphery() if point["periphery"] == "ideal" else dev
+            return self._measure(key, dev, energy=int(self.cfg["devices"]["energy_samples"]))
+        raise ValueError(f"point {point}: unknown step {point.get('step')!r}")
+
+    def _run(self, fn: Any, points: list[dict], executor: Any, desc: str) -> list[dict]:
+        run = run_points(partial(fn, self.cfg, str(self.out)), points, executor, self.out, progress=self.progress,
+                         fingerprint=self.fingerprint(), desc=desc)
+        if run.failures:
+            lines = "; ".join(f"{_label(f['point'])}: {f['error']}" for f in run.failures)
+            raise PointsFailed(f"{len(run.failures)} point(s) failed ({lines}); the others are saved in "
+                               f"{self.out / POINTS_DIR}; run the same command again to retry the failed ones",
+                               run.failures)
+        return run.records
+
+    def step_models(self, executor: Any = None) -> None:
+        """Train the conversion ANN, then finetune the hardware-aware network of every chip."""
+        for phase in self.model_points():
+            if phase:
+                for rec in self._run(train_point, phase, executor or SerialExecutor(), "networks"):
+                    p = rec["point"]
+                    self.results["models"][self.model_name(p["model"], p["chip"])] = rec["result"]
+                self.save()
+
+    def step_measure(self, executor: Any = None) -> None:
+        """Every measurement point (acceptance, sweeps, devices) on ``executor``, into the results."""
+        points = self.measure_points()
+        rows = {point_key(r["point"]): r["result"] for r in
+                self._run(measure_point, points, executor or SerialExecutor(), "robustness points")}
+        acc = [rows[point_key(p)] for p in points if p["step"] == "acceptance"]
+        dev = _condition(self.base, self.cfg["acceptance"])
+        self.results["acceptance"] = {"device": dev.to_dict(), "T": int(self.cfg["timesteps"]),
+                                      **{r["model"]: r["acc"] for r in acc}, "rows": acc}
+        self.results["points"] = [{"sweep": p["sweep"], "value": p["value"], "compensation": p["compensation"],
+                                   **rows[point_key(p)]} for p in points if p["step"] == "sweeps"]
+        self.results["devices"] = [{"device": p["device"], "periphery": p["periphery"], **rows[point_key(p)]}
+                                   for p in points if p["step"] == "devices"]
+        self.save()
 
     def device_list(self) -> list[str]:
         names = self.cfg["devices"]["names"]
         return xbar.list_devices() if names == "all" else list(names)
 
-    def step_devices(self) -> None:
-        """Every device profile, as shipped and with ideal periphery: accuracy and energy."""
-        done = {(r["device"], r["periphery"], r["model"]) for r in self.results["devices"]}
-        d = self.cfg["devices"]
-        todo = [(n, p, k) for n in self.device_list() for p in d["periphery"] for k in MODELS if (n, p, k) not in done]
-        for name, periphery, key in tqdm(todo, desc="device comparison", disable=not self.progress):
-            dev = xbar.load_device(name)
-            dev = dev.ideal_periphery() if periphery == "ideal" else dev
-            row = self._measure(key, dev, energy=int(d["energy_samples"]))
-            self.results["devices"].append({"device": name, "periphery": periphery, **row})
-            self.save()
+    def run_all(self, executor: Any = None) -> Path:
+        """Train, finetune, measure everything, write the outputs; returns the report path.
 
-    def run_all(self) -> Path:
-        """Train, finetune, measure everything, write the outputs; returns the report path."""
-        for name, fn in (("models", lambda: [self.model(k) for k in MODELS]), ("acceptance", self.step_acceptance),
-                         ("sweeps", self.step_sweeps), ("device comparison", self.step_devices)):
+        Every network and every measurement is a point run by :func:`xbar.grid_run.run_points`
+        on ``executor`` (default serial, in this process): seeded from its values, on one torch
+        thread, saved to ``OUT/points`` as it finishes; so the numbers are the same serially,
+        with local workers and on a Dask cluster."""
+        executor = executor or SerialExecutor()
+        self.save()  # workers read the configuration and the finished networks from results.json
+        for name, fn in (("networks", self.step_models), ("measurements", self.step_measure)):
             t0 = time.perf_counter()
             self._say(f"== {name}")
-            fn()
+            fn(executor)
             self._say(f"   {name} done in {time.perf_counter() - t0:.1f} s")
         return self.write_outputs()
 
@@ -364,3 +460,34 @@ class Robustness:
 
         self.save()
         return write_all(self.results, self.out)
+
+
+# -- worker side: module-level functions, picklable for process pools and Dask ---------------
+_WORKER: dict[tuple[str, str], Robustness] = {}
+
+
+def worker_study(config: dict, out_dir: str) -> Robustness:
+    """This process's read-only :class:`Robustness` of a run (kept between points; its results
+    re-read from ``results.json`` each time, where the main process records finished phases)."""
+    key = (str(Path(out_dir).resolve()), canonical(config))
+    study = _WORKER.get(key)
+    if study is None:
+        _WORKER.clear()
+        study = _WORKER[key] = Robustness(config, out_dir, progress=False, worker=True)
+    else:
+        study.results = study._load_or_new(None)
+    return study
+
+
+def train_point(config: dict, out_dir: str, point: dict) -> dict:
+    """Point of the networks phase: train ``point["model"]`` for ``point["chip"]``; its record."""
+    return worker_study(config, out_dir).train_model(point["model"], int(point["chip"]))
+
+
+def measure_point(config: dict, out_dir: str, point: dict) -> dict:
+    """Point of the measurements phase (:meth:`Robustness.measure_point`)."""
+    return worker_study(config, out_dir).measure_point(point)
+
+
+def _label(point: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point.items())

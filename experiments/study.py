@@ -83,6 +83,16 @@ def read_results(path: Path) -> dict | None:
         return None
 
 
+def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write(tmp)`` to a temporary file beside ``path``, then rename it to ``path``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` through a temporary file and a rename (never half-written)."""
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -103,11 +113,13 @@ class Study:
     """
 
     def __init__(self, config: dict, out_dir: str | Path, device: str | None = None,
-                 progress: bool = True, command: str | None = None) -> None:
+                 progress: bool = True, command: str | None = None, worker: bool = False) -> None:
         self.cfg = config
+        self.worker = worker
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "checkpoints").mkdir(exist_ok=True)
+        self.device_arg = device  # the name or path as given: workers load the same profile
         self.device = xbar.load_device(device or config["constrain"]["device"])
         self.progress = progress
         self.seeds = list(range(int(config["seeds"])))
@@ -128,18 +140,24 @@ class Study:
                  "study_reference": STUDY_REFERENCE}
         path = self.out / "results.json"
         old = read_results(path)
+        if self.worker:  # a worker reads what the main process wrote (experiments.study_points), never starts over
+            if not (old and old.get("config") == self.cfg and old.get("device") == fresh["device"]):
+                raise RuntimeError(f"{path}: missing or written by another configuration (worker of a study run)")
+            return old
         if path.exists():
             if old and old.get("config") == self.cfg and old.get("device") == fresh["device"]:
                 _say(f"resuming from {path}")
                 old["command"] = command or old.get("command")
                 return old
             _say(f"{path}: written by another configuration or device; starting over")
-            for f in (self.out / "checkpoints").glob("*.pt"):
+            for f in [*(self.out / "checkpoints").glob("*.pt"), *(self.out / "points").glob("*.json")]:
                 f.unlink()
         return fresh
 
     def save(self) -> None:
-        """Write ``results.json`` now (atomically)."""
+        """Write ``results.json`` now (atomically); a worker's results are returned, not saved."""
+        if self.worker:
+            return
         self.results["wall_time_s"] = time.perf_counter() - self._t0
         write_json_atomic(self.out / "results.json", self.results)
 
@@ -155,10 +173,11 @@ class Study:
         there already, the whole network to ``<key>.xbar.pt`` with :func:`xbar.save`, which
         ``xbar.load`` reads without the study's code."""
         if not ck.exists():
-            torch.save(model.state_dict(), ck)
+            _atomic(ck, lambda tmp: torch.save(model.state_dict(), tmp))
         full = ck.with_name(ck.stem + ".xbar.pt")
-        if not full.exists():
-            xbar.save(model, full, metadata={"study": self.cfg.get("name"), "checkpoint": ck.stem, "seed": seed})
+        if not full.exists():  # two workers may load the same network at once: each writes its own file
+            _atomic(full, lambda tmp: xbar.save(model, tmp, metadata={"study": self.cfg.get("name"),
+                                                                      "checkpoint": ck.stem, "seed": seed}))
 
     # -- data --------------------------------------------------------------------------------
     def data(self) -> tuple[Any, Any, Any, torch.Tensor]:
@@ -306,29 +325,31 @@ class Study:
         self.save()
         return snn
 
-    # -- steps -------------------------------------------------------------------------------
-    def step_train(self) -> None:
-        """ANN baseline for every seed, and the BPTT-trained modes."""
-        for seed in self.seeds:
-            self.ann(seed)
-            if "qcfs" in self.cfg["modes"]:
-                self.qcfs_ann(seed)
-        for mode in self.cfg["modes"]:
-            if mode not in CONVERTED:
-                for seed in self.seeds:
-                    self.network(mode, seed)
+    # -- steps (each runs its points on an executor: experiments.study_points) -----------------
+    def step_train(self, executor: Any = None) -> None:
+        """ANN baseline for every seed, and the BPTT modes."""
+        from .study_points import phase_networks
 
-    def step_timesteps(self) -> None:
-        """Timestep sweep (seed 0) at max rate ``encoder.max_rate``; best T chosen on validation.
+        phase_networks(self, executor)
+
+    def step_timesteps(self, executor: Any = None) -> None:
+        """Timestep sweep (seed 0) of every mode without a best T, one point per mode."""
+        from .study_points import phase_timesteps
+
+        phase_timesteps(self, executor)
+
+    def step_timesteps_of(self, todo: list[str]) -> None:
+        """Timestep sweep (seed 0) of ``todo`` at max rate ``encoder.max_rate``; best T chosen on
+        validation.
 
         The test pass also meters every mode layer by layer at its best T (``energy``), on the
         same images and spike trains as its ``timesteps`` row at that T."""
-        todo = [m for m in self.cfg["modes"] if "best_T" not in self._mode(m)]
         if not todo:
             return
         nets = {m: self.network(m, 0) for m in todo}
         ts, rate = list(self.cfg["timesteps"]), float(self.cfg["encoder"]["max_rate"])
-        _say(f"timestep sweep: T in {ts}, modes {', '.join(todo)}")
+        if self.progress:
+            _say(f"timestep sweep: T in {ts}, modes {', '.join(todo)}")
         val = timestep_sweep(nets, self.loader("val"), ts, rate, 1, self.device, progress=self.progress, desc="T sweep (val)")
         tol = float(self.cfg["best_t_tolerance"])
         for m in todo:
@@ -367,35 +388,34 @@ class Study:
     def best_t(self, mode: str) -> int:
         """The mode's best T (runs the timestep sweep if needed)."""
         if "best_T" not in self._mode(mode):
+            if self.worker:
+                raise RuntimeError(f"mode {mode!r}: no best T yet (the timestep sweep runs before this point)")
             self.step_timesteps()
         return int(self._mode(mode)["best_T"])
 
-    def step_headline(self) -> None:
-        """Test accuracy at best T for every seed: mean and std."""
-        for m in self.cfg["modes"]:
-            rec = self._mode(m)
-            if rec.get("headline", {}).get("n_seeds") == len(self.seeds):
-                continue
-            t = self.best_t(m)
-            per_seed = [{"seed": 0, "test_acc": next(r["test_acc"] for r in rec["timesteps"] if r["T"] == t)}]
-            for seed in self.seeds[1:]:
-                per_seed.append({"seed": seed, "test_acc": self.eval_snn(self.network(m, seed), "test", t, 30_000 + seed)})
-            accs = [p["test_acc"] for p in per_seed]
-            rec["headline"] = {"T": t, "n_seeds": len(accs), "per_seed": per_seed, "test_acc_mean": statistics.fmean(accs),
-                               "test_acc_std": statistics.pstdev(accs) if len(accs) > 1 else 0.0}
-            self.save()
+    def step_headline(self, executor: Any = None) -> None:
+        """Test accuracy at best T for every seed: mean and std (one point per mode x seed)."""
+        from .study_points import phase_headline
 
-    def step_rates(self) -> None:
-        """Firing-rate sweep (seed 0) at each mode's best T."""
+        phase_headline(self, executor)
+
+    def step_rates(self, executor: Any = None) -> None:
+        """Firing-rate sweep (seed 0) at each mode's best T, one point per mode."""
+        from .study_points import phase_rates
+
+        phase_rates(self, executor)
+
+    def step_rates_of(self, todo: list[str]) -> None:
+        """Firing-rate sweep (seed 0) of ``todo`` at each mode's best T."""
         r = self.cfg["rates"]
         rates = [round(float(x), 6) for x in np.linspace(float(r["start"]), float(r["stop"]), int(r["count"]))]
-        todo = [m for m in self.cfg["modes"] if "best_rate" not in self._mode(m)]
         by_t: dict[int, list[str]] = {}
         for m in todo:
             by_t.setdefault(self.best_t(m), []).append(m)
         for t, modes in sorted(by_t.items()):
             nets = {m: self.network(m, 0) for m in modes}
-            _say(f"rate sweep at T={t}: {len(rates)} rates, modes {', '.join(modes)}")
+            if self.progress:
+                _say(f"rate sweep at T={t}: {len(rates)} rates, modes {', '.join(modes)}")
             val = rate_sweep(nets, self.loader("val", r["val_limit"]), t, rates, 3, self.device, self.progress, f"rates T={t} (val)")
             test = rate_sweep(nets, self.loader("test", r["test_limit"]), t, rates, 4, self.device, self.progress, f"rates T={t} (test)")
             for m in modes:
@@ -407,36 +427,18 @@ class Study:
                 rec["best_rate"] = min(row["rate"] for row in rows if row["val_acc"] >= best - 0.005)
             self.save()
 
-    def step_energy(self) -> None:
+    def step_energy(self, executor: Any = None) -> None:
         """Per-layer energy of every mode at its best T (seed 0) on the constraint device: measured
-        in the timestep sweep's test pass; reruns that pass for modes that lack it."""
-        todo = [m for m in self.cfg["modes"] if "energy" not in self._mode(m)]
-        for m in todo:
-            self.best_t(m)
-        todo = [m for m in todo if "energy" not in self._mode(m)]
-        if todo:
-            self._test_sweep(todo)
+        in the timestep sweep's test pass; reruns that sweep for modes that lack it."""
+        from .study_points import phase_energy
 
-    def step_constrain(self) -> None:
+        phase_energy(self, executor)
+
+    def step_constrain(self, executor: Any = None) -> None:
         """Constrained finetuning on the device: each mapping x procedure, accuracy per epoch."""
-        c = self.cfg["constrain"]
-        done = {(r["mode"], r["mapping"], r["procedure"]) for r in self.results["constrain"]["runs"]}
-        groups = [([m for m in self.cfg["modes"] if m in CONVERTED and m != "qcfs"], False),
-                  (["qcfs"] if "qcfs" in self.cfg["modes"] else [], True)]  # the QCFS ANN is a network of its own
-        for conv, qcfs in groups:
-            for mapping in c["mappings"]:
-                for proc in c["procedures"]:
-                    if conv and any((m, mapping, proc) not in done for m in conv):
-                        self._constrain_ann(conv, mapping, proc, qcfs)
-            todo = "reference_qcfs" not in self.results["constrain"] if qcfs else \
-                any((m, "none", "unconstrained") not in done for m in conv)
-            if c["unconstrained_reference"] and conv and todo:
-                self._unconstrained_reference(conv, qcfs)
-        for variant in c["snn_variants"]:
-            mapping, proc = variant.split("/")
-            for m in self.cfg["modes"]:
-                if m not in CONVERTED and (m, mapping, proc) not in done:
-                    self._constrain_snn(m, mapping, proc)
+        from .study_points import phase_constrain
+
+        phase_constrain(self, executor)
 
     def _constrained_eval(self, hw: Any, modes: list[str], epoch: int, histories: dict, convert: bool) -> None:
         """Accuracy of each mode on subsets (``constrain.val_limit`` / ``test_limit``); the last
@@ -533,12 +535,12 @@ class Study:
             self._constrained_eval(hw().eval(), [mode], epoch, hist, convert=False)
         self._finish_runs([mode], mapping, proc, hist)
 
-    def step_lowt(self) -> None:
+    def step_lowt(self, executor: Any = None) -> None:
         """Accuracy and energy at few timesteps on the constraint device: percentile conversion,
         hybrid BPTT finetuning at each ``lowt.hybrid_timesteps``, QCFS (:mod:`experiments.lowlatency`)."""
-        from .lowlatency import step_lowt
+        from .study_points import phase_lowt
 
-        step_lowt(self)
+        phase_lowt(self, executor)
 
     # -- outputs -----------------------------------------------------------------------------
     def write_outputs(self) -> Path:
@@ -557,15 +559,16 @@ class Study:
             plots["lowt"] = lowt
         return write_report(self.results, self.out, plots)
 
-    def run_all(self) -> Path:
-        """Every step, then the outputs."""
-        steps = [("train", self.step_train), ("timestep sweep", self.step_timesteps), ("headline", self.step_headline),
-                 ("rate sweep", self.step_rates), ("energy", self.step_energy), ("constrained finetuning", self.step_constrain),
-                 ("low-T study", self.step_lowt)]
-        for name, fn in steps:
+    def run_all(self, executor: Any = None) -> Path:
+        """Every step, then the outputs. Each step's independent points run on ``executor``
+        (:func:`xbar.executor.make_executor`; default serial, in this process), seeded from their
+        values and on one torch thread each, so the numbers do not depend on the executor."""
+        from .study_points import PHASES
+
+        for name, fn in PHASES:
             t0 = time.perf_counter()
             _say(f"== {name}")
-            fn()
+            fn(self, executor)
             _say(f"   {name} done in {time.perf_counter() - t0:.1f} s")
         return self.write_outputs()
 

@@ -90,6 +90,15 @@ def test_tiny_run_end_to_end_and_resume(tmp_path, capsys):
     # a second run resumes: nothing is measured again, the numbers stay
     study = Robustness(load_robustness_config(cfg_path), out, progress=False)
     assert study.results["points"] == results["points"]
-    study.step_sweeps()
-    study.step_devices()
-    assert len(study.results["points"]) == len(results["points"])
+    assert not any(study.model_points()), "every network is trained already"
+    study.step_measure()
+    assert study.results["points"] == results["points"] and study.results["devices"] == results["devices"]
+    # the same run on two worker processes: the same numbers, bit for bit (one torch thread per point)
+    par = tmp_path / "par"
+    assert main(["robustness", "--config", str(cfg_path), "--out", str(par), "--no-progress", "--workers", "2"]) == 0
+    again = json.loads((par / "results.json").read_text())
+    for key in ("points", "devices", "acceptance"):
+        assert again[key] == results[key], key
+    untimed = lambda models: {k: {f: v for f, v in m.items() if f != "train_s"} for k, m in models.items()}  # noqa: E731
+    assert untimed(again["models"]) == untimed(results["models"])
+    assert (par / "robustness.csv").read_text() == (out / "robustness.csv").read_text()

@@ -219,6 +219,7 @@ def _study_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=_positive_int, default=None, metavar="N",
                    help="number of seeds (0, 1, ..., N-1) for the headline table (default: the configuration's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _executor_options(p)
 
 
 def _cmd_study(args: argparse.Namespace) -> int:
@@ -226,7 +227,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
     import time
 
     from xbar.data import MNISTIntegrityError
+    from xbar.executor import describe
     from xbar.experiments.config import ConfigError, load_config
+    from xbar.grid_run import PointsFailed
     from xbar.experiments.report import summary_lines
     from xbar.experiments.study import Study, command_line
 
@@ -235,13 +238,19 @@ def _cmd_study(args: argparse.Namespace) -> int:
         cfg = load_config(name, {"seeds": args.seeds} if args.seeds is not None else None)
         out = args.out or f"results/{cfg['name']}"
         study = Study(cfg, out, device=args.device, progress=not args.no_progress, command=command_line())
+        executor = _executor(args)
+        if executor is None:
+            return 1
         t0 = time.perf_counter()
         steps = {"reproduce": study.run_all, "train": study.step_train, "energy": study.step_energy,
                  "constrain": study.step_constrain, "timesteps": study.step_timesteps, "rates": study.step_rates}
         key = args.sweep if args.command == "sweep" else args.command
-        steps[key]()
+        with executor:
+            if not args.no_progress:
+                print(f"{key}: points on {describe(executor)}; results in {study.out}")
+            steps[key](executor)
         report = study.write_outputs()
-    except (ConfigError, MNISTIntegrityError) as exc:
+    except (ConfigError, MNISTIntegrityError, PointsFailed) as exc:
         _error(str(exc))
         return 1
     except KeyboardInterrupt:
@@ -286,7 +295,7 @@ def _cmd_sweep_grid(args: argparse.Namespace) -> int:
     import time
 
     from xbar.data import MNISTIntegrityError
-    from xbar.executor import describe, make_executor
+    from xbar.executor import describe
     from xbar.grid import GridError, expand, load_grid
     from xbar.grid_run import run_grid
 
@@ -297,10 +306,8 @@ def _cmd_sweep_grid(args: argparse.Namespace) -> int:
             _error(f"{exc.path}: {key}: {reason}")
         return 1
     out = args.out or f"results/grid-{grid['name']}"
-    try:
-        executor = make_executor(args.workers, args.scheduler)
-    except (ImportError, OSError, ValueError) as exc:
-        _error(f"--scheduler {args.scheduler}: {exc}" if args.scheduler else str(exc))
+    executor = _executor(args)
+    if executor is None:
         return 1
     t0 = time.perf_counter()
     try:
@@ -328,15 +335,31 @@ def _add_sweep_grid_parser(kinds: Any) -> None:
                          "OUT/grid.csv, a plot per axis pair asked for. Finished points are kept in OUT/points "
                          "and skipped on a rerun.")
     q.add_argument("grid", metavar="GRID.yaml", help="the grid file")
-    q.add_argument("--workers", type=_positive_int, default=None, metavar="N",
-                   help="local worker processes, one torch thread each (default: one per core; 1: serially in "
-                        "this process, also on one torch thread)")
-    q.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="a Dask scheduler (tcp://HOST:8786) to run the points on (default $DASK_SCHEDULER_ADDRESS; "
-                        "needs pip install 'xbar[dask]')")
+    _executor_options(q)
     q.add_argument("--out", default=None, metavar="DIR", help="results folder (default results/grid-NAME)")
     q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=_cmd_sweep_grid)
+
+
+def _executor_options(p: argparse.ArgumentParser) -> None:
+    """``--workers`` and ``--scheduler``: where the independent points run (:mod:`xbar.executor`)."""
+    p.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="local worker processes, one torch thread each (default: one per core; 1: serially in "
+                        "this process, also on one torch thread)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="a Dask scheduler (tcp://HOST:8786) to run the points on (default $DASK_SCHEDULER_ADDRESS; "
+                        "needs pip install 'xbar[dask]')")
+
+
+def _executor(args: argparse.Namespace) -> Any:
+    """The executor ``--workers``/``--scheduler`` ask for, or None after printing why not."""
+    from xbar.executor import make_executor
+
+    try:
+        return make_executor(args.workers, args.scheduler)
+    except (ImportError, OSError, ValueError) as exc:
+        _error(f"--scheduler {args.scheduler}: {exc}" if args.scheduler else str(exc))
+        return None
 
 
 def _cmd_robustness(args: argparse.Namespace) -> int:
@@ -345,6 +368,8 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
 
     from xbar.data import MNISTIntegrityError
     from xbar.experiments.config import ConfigError
+    from xbar.executor import describe
+    from xbar.grid_run import PointsFailed
     from xbar.experiments.robustness import Robustness, load_robustness_config
     from xbar.experiments.robustness_report import summary_lines
     from xbar.experiments.study import command_line
@@ -361,9 +386,19 @@ def _cmd_robustness(args: argparse.Namespace) -> int:
         cfg = load_robustness_config(args.config or ("robustness-quick" if args.quick else "robustness"), overrides)
         study = Robustness(cfg, args.out or f"results/{cfg['name']}", progress=not args.no_progress,
                            command=command_line())
-        t0 = time.perf_counter()
-        report = study.run_all()
     except (ConfigError, MNISTIntegrityError) as exc:
+        _error(str(exc))
+        return 1
+    executor = _executor(args)
+    if executor is None:
+        return 1
+    try:
+        t0 = time.perf_counter()
+        with executor:
+            if not args.no_progress:
+                print(f"robustness: points on {describe(executor)}; results in {study.out}")
+            report = study.run_all(executor)
+    except (MNISTIntegrityError, PointsFailed) as exc:
         _error(str(exc))
         return 1
     except KeyboardInterrupt:
@@ -396,6 +431,7 @@ def _add_robustness_parser(subparsers: Any) -> None:
                    help="the same as --chips (in this study a seed is a chip), the spelling the study commands use")
     p.add_argument("--ideal-periphery", action="store_true",
                    help="compare the devices with ideal periphery only (no ADC, DAC, IR drop)")
+    _executor_options(p)
     p.add_argument("--out", default=None, metavar="DIR", help="results folder (default results/CONFIG_NAME)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_robustness)

@@ -102,6 +102,14 @@ def _label(point: Mapping[str, Any], axes: Iterable[str] | None) -> str:
     return ", ".join(f"{k}={point[k]}" for k in keys if k in point)
 
 
+class PointsFailed(RuntimeError):
+    """Raised by a study whose points did not all finish; ``failures`` as in :class:`RunResult`."""
+
+    def __init__(self, message: str, failures: list[dict]) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
 @dataclass
 class RunResult:
     """What :func:`run_points` did: ``records`` (finished points, in the order given),
