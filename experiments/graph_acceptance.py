@@ -10,6 +10,13 @@ T=64 with Poisson input at max rate 1.0, beside the ANN's. spikingjelly 2.0's co
 on the same float ANN, fed the same Poisson spikes (xbar's encoder, same seed) step by step.
 Writes ``graph_acceptance.json`` and prints a table. Both models with spikingjelly beside take
 about an hour on 2 CPU cores.
+
+With ``--qcfs L`` each trained ANN is also finetuned with QCFS activations (:func:`xbar.to_qcfs`,
+``L`` levels, every clip started at the 99.9th percentile of its ReLU's input on the
+calibration images; ``--qcfs-epochs`` epochs of Adam 1e-3, batch 64, seed 0; cached), programmed
+onto ``seed-4bit`` and converted with ``norm="qcfs"`` (thresholds = the learned clips, initial
+potential half the threshold), measured at the same T on the same Poisson spikes (``qcfs`` in
+the JSON: the QCFS ANN's accuracy in float and on the crossbars, and the SNN's per T).
 """
 
 from __future__ import annotations
@@ -69,9 +76,59 @@ def _sj_accuracy(ann: torch.nn.Module, calib: torch.Tensor, test: list, timestep
     return correct / total
 
 
+@torch.no_grad()
+def _clip_init(qann: torch.nn.Module, calib: list[torch.Tensor], percentile: float = 99.9) -> None:
+    """Every QCFS clip at the ``percentile`` of its input on ``calib`` (layer after layer, each
+    measured with the clips before it already set)."""
+    from xbar.qcfs import QCFS
+
+    qann.eval()
+    for name, m in qann.named_modules():
+        if not isinstance(m, QCFS):
+            continue
+        seen: list[torch.Tensor] = []
+        hook = m.register_forward_hook(lambda _m, inp, _o: seen.append(inp[0].flatten()[::13]))
+        for x in calib[:20]:
+            qann(x)
+        hook.remove()
+        m.clip.fill_(max(float(torch.quantile(torch.cat(seen), percentile / 100)), 1e-3))
+
+
+def _qcfs_trained(name: str, ann: torch.nn.Module, out: Path, epochs: int, levels: int, qepochs: int,
+                  loaders: tuple, calib: list[torch.Tensor]) -> tuple[torch.nn.Module, list[dict]]:
+    """The QCFS copy of ``ann`` finetuned ``qepochs`` epochs (cached beside the ANN)."""
+    path = out / f"{name}-e{epochs}-s0-qcfs{levels}-e{qepochs}.pt"
+    torch.manual_seed(0)
+    qann = xbar.to_qcfs(copy.deepcopy(ann), levels=levels)
+    if path.exists():
+        qann.load_state_dict(torch.load(path, weights_only=True))
+        return qann.eval(), json.loads(path.with_suffix(".json").read_text())
+    _clip_init(qann, calib)
+    history = train(qann, loaders[0], epochs=qepochs, lr=1e-3, seed=0, progress=True, desc=f"{name} QCFS L={levels}")
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(qann.state_dict(), path)
+    path.with_suffix(".json").write_text(json.dumps(history))
+    return qann.eval(), history
+
+
+def _qcfs_rows(name: str, ann: torch.nn.Module, out: Path, epochs: int, levels: int, qepochs: int, loaders: tuple,
+               calib: list[torch.Tensor], test: list, timesteps: tuple[int, ...]) -> dict[str, Any]:
+    qann, history = _qcfs_trained(name, ann, out, epochs, levels, qepochs, loaders, calib)
+    hw = xbar.to_crossbar(qann, "seed-4bit")
+    row: dict[str, Any] = {"levels": levels, "epochs": qepochs, "history": history, "clips": xbar.qcfs.qcfs_clips(qann),
+                           "ann_acc": evaluate(qann, test), "ann_seed4_acc": evaluate(hw, test), "snn": {}}
+    for t in timesteps:
+        snn = xbar.to_snn(hw, timesteps=t, norm="qcfs", encoder=xbar.PoissonEncoder(1.0, torch.Generator().manual_seed(1)))
+        t0 = time.perf_counter()
+        row["snn"][t] = {"acc": evaluate(snn, test, progress=True, desc=f"{name} QCFS SNN T={t}"),
+                         "wall_s": time.perf_counter() - t0}
+    return row
+
+
 def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (32, 64),
           test_limit: int | None = None, with_sj: bool = True, percentile: float = 99.9,
-          v_init: float = 0.0, channelwise: bool = False) -> dict[str, Any]:
+          v_init: float = 0.0, channelwise: bool = False, qcfs: int | None = None,
+          qcfs_epochs: int = 2, percentile_snn: bool = True) -> dict[str, Any]:
     """Train (or load), convert and evaluate one zoo model; returns the figures."""
     loaders = mnist_loaders(batch_size=64, seed=0)
     ann, history = _trained(name, out, epochs, loaders)
@@ -88,7 +145,9 @@ def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (3
     hw = xbar.to_crossbar(ann, "seed-4bit")
     row["ann_seed4_acc"] = evaluate(hw, test)
     row["snn"], row["sj"] = {}, {}
-    for t in timesteps:
+    if qcfs:
+        row["qcfs"] = _qcfs_rows(name, ann, out, epochs, qcfs, qcfs_epochs, loaders, calib, test, timesteps)
+    for t in timesteps if percentile_snn else ():
         snn = xbar.to_snn(hw, calibration=calib, timesteps=t, norm="percentile", percentile=percentile,
                           v_init=v_init, channelwise=channelwise, encoder=xbar.PoissonEncoder(1.0, torch.Generator().manual_seed(1)))
         t0 = time.perf_counter()
@@ -130,14 +189,25 @@ def main(argv: list[str] | None = None) -> None:
                    help="xbar's initial IF potential, a fraction of the threshold (default 0)")
     p.add_argument("--channelwise", action="store_true",
                    help="xbar's channel-wise normalisation (to_snn(channelwise=True); default: layer-wise)")
+    p.add_argument("--qcfs", type=int, default=None, metavar="L",
+                   help="also finetune a QCFS copy with L levels and convert it with norm='qcfs'")
+    p.add_argument("--qcfs-epochs", type=int, default=2, help="QCFS finetuning epochs (default 2)")
+    p.add_argument("--qcfs-only", action="store_true", help="with --qcfs: skip the percentile conversion")
     args = p.parse_args(argv)
     rows = []
     for name in args.models:
         rows.append(check(name, args.out, args.epochs, tuple(args.timesteps), args.test_limit, not args.no_sj,
-                          args.percentile, args.v_init, args.channelwise))
+                          args.percentile, args.v_init, args.channelwise, args.qcfs, args.qcfs_epochs,
+                          not args.qcfs_only))
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "graph_acceptance.json").write_text(json.dumps(rows, indent=1))
         print(table(rows), flush=True)
+        for r in rows:
+            if "qcfs" in r:
+                q = r["qcfs"]
+                print(f"{r['model']} QCFS L={q['levels']} ({q['epochs']} epochs): ANN {100 * q['ann_acc']:.2f}%, on seed-4bit "
+                      f"{100 * q['ann_seed4_acc']:.2f}%; SNN " + ", ".join(
+                          f"T={t} {100 * v['acc']:.2f}%" for t, v in q["snn"].items()) + f" ({r['test_samples']} test images)")
         for r in rows:
             if "sj_refusal" in r:
                 print(f"spikingjelly's converter refuses {r['model']}: {r['sj_refusal']}")

@@ -212,3 +212,52 @@ def test_crossbar_checkpoint_and_meter(tmp_path) -> None:  # type: ignore[no-unt
     back.encoder.generator.manual_seed(4)
     with torch.no_grad():
         assert torch.equal(snn(x), back(x))
+
+
+class _Block(nn.Module):
+    """A residual block whose ReLUs are a module and an ``F.relu`` after the addition."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1, self.bn1, self.act = nn.Conv2d(2, 2, 3, padding=1, bias=False), nn.BatchNorm2d(2), nn.ReLU()
+        self.conv2 = nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.relu(self.conv2(self.act(self.bn1(self.conv1(x)))) + x)
+
+
+class _ResNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem, self.block, self.fc = nn.Conv2d(1, 2, 3, padding=1), _Block(), nn.Linear(2 * 36, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.flatten(self.block(torch.relu(self.stem(x))), 1))
+
+
+def test_functional_relus_become_qcfs_in_a_graph() -> None:
+    """F.relu / torch.relu call sites are swapped too (the model comes back as a GraphModule with
+    the model's parameter paths), the result trains, and to_snn(norm="qcfs") converts it."""
+    torch.manual_seed(0)
+    model = _ResNet().eval()
+    q = to_qcfs(model, levels=4, clip=2.0)
+    assert isinstance(q, torch.fx.GraphModule)
+    assert set(qcfs_clips(q)) == {"relu", "block.act", "block.relu"}
+    assert set(q.state_dict()) >= set(model.state_dict()), "parameters keep their paths"
+    assert not any(type(m) is nn.ReLU for m in q.modules())
+    x = torch.rand(5, 1, 6, 6)
+    # with many levels and a wide clip, QCFS is the ReLU up to half a step: the same outputs
+    fine = to_qcfs(model, levels=100_000, clip=50.0).eval()
+    assert torch.allclose(fine(x), model(x), atol=1e-3)
+    q.train()
+    q(x).sum().backward()
+    assert q.get_submodule("block.relu").clip.grad is not None
+    snn = xbar.to_snn(q.eval(), norm="qcfs", timesteps=4)
+    assert len(snn.neurons()) == 3 and snn.conversion["v_init"] == 0.5 and snn.conversion["qcfs_levels"] == [4]
+    # thresholds are clip ratios lambda_l / lambda_(l-1) (weights are normalised by the input's
+    # scale): the first layer's 2 / 1, the next two 2 / 2
+    assert sorted(float(n.threshold) for n in snn.neurons()) == pytest.approx([1.0, 1.0, 2.0])
+    # a state dict of one loads into a fresh to_qcfs of the same model class
+    again = to_qcfs(_ResNet(), levels=4)
+    again.load_state_dict(q.state_dict())
+    assert torch.equal(again.eval()(x), q(x))

@@ -6,10 +6,11 @@ Usage::
     xbar devices show NAME_OR_PATH       # a validated profile as YAML, plus derived values
     xbar devices validate FILE [FILE...] # ok, or every error, per file; exit status 1 on any error
     xbar devices fit MEASUREMENTS.csv --name NAME [-o NAME.yaml] [--plot FILE]  # a profile from data
-    xbar reproduce [--quick] [--seeds N] # the whole EE 518 study: results, plots, report
+    xbar reproduce [--quick] [--seeds N] [--workers N] [--scheduler ADDRESS]  # the whole EE 518 study
     xbar train | sweep {timesteps,rates} | constrain | energy   # one step of the study
     xbar sweep grid GRID.yaml [--workers N] [--scheduler ADDRESS] [--out DIR]   # a user-defined grid
-    xbar robustness [--quick] [--chips N | --seeds N]  # accuracy under non-idealities, devices compared
+    xbar robustness [--quick] [--chips N | --seeds N] [--workers N] [--scheduler ADDRESS]
+                                         # accuracy under non-idealities, devices compared
     xbar bench [--model NAME] [--samples N] [--timesteps T...] [--torch-device cpu|cuda] [--skip-bptt]
                                          # speed side by side with spikingjelly
 
@@ -17,6 +18,8 @@ Usage::
 ``xbar bench``, where it is the deprecated spelling of ``--torch-device`` (it still works and
 warns). Counts (``--seeds``, ``--chips``, ``--samples``, ``--repeats``, ``--timesteps``,
 ``--bptt-steps``) are checked by the parser: ``argument --seeds: must be >= 1, got 0``, exit 2.
+``--workers``/``--scheduler`` (study commands, robustness, grids) choose where independent points
+run (:mod:`xbar.executor`); every point runs on one torch thread whatever runs it.
 
 The parser is built by :func:`build_parser`; each command group adds itself with an
 ``_add_<group>_parser(subparsers)`` helper and every leaf command sets ``func=``, which

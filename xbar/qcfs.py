@@ -15,9 +15,11 @@ a few timesteps (the exactness holds layer by layer only while each layer's inpu
 over time; Bu et al.'s theorem is about the expected error).
 
 - :class:`QCFS`: the activation module (``levels``, learnable ``clip``).
-- :func:`to_qcfs` (``xbar.to_qcfs``; ``xbar.qcfs`` is this module): a copy of a model (or the model itself, ``inplace=True``) with every ``nn.ReLU``
-  module swapped for a :class:`QCFS` (``F.relu`` calls in a ``forward`` are not modules and
-  stay ReLUs; ``to_snn(norm="qcfs")`` refuses them, naming them).
+- :func:`to_qcfs` (``xbar.to_qcfs``; ``xbar.qcfs`` is this module): a copy of a model (or the model
+  itself, ``inplace=True``) with every ``nn.ReLU`` module swapped for a :class:`QCFS`; a model
+  whose ``forward`` calls ``F.relu`` (residual blocks) comes back as a traced ``GraphModule``
+  with those call sites swapped too. A model with a ReLU left (a hand-made mix) is refused by
+  ``to_snn(norm="qcfs")``, naming it.
 - :func:`qcfs_clips`: ``{module path: clip}`` of a model's QCFS modules.
 - :func:`release_qcfs`: the model with its QCFS modules back to ``nn.ReLU`` and their clips, for
   conversion (:mod:`xbar.convert.pipeline`).
@@ -96,33 +98,73 @@ class QCFS(nn.Module):
 
 
 def to_qcfs(model: nn.Module, levels: int = 8, clip: float = 8.0, inplace: bool = False,
-         learn_clip: bool = True) -> nn.Module:
-    """``model`` with every ``nn.ReLU`` module replaced by a :class:`QCFS` (train it after).
+            learn_clip: bool = True, example: torch.Tensor | None = None) -> nn.Module:
+    """``model`` with every ReLU replaced by a :class:`QCFS` (train it after).
+
+    ``nn.ReLU`` modules are swapped where they are. When the model's ``forward`` also calls
+    ReLUs as functions or methods (``F.relu``, ``torch.relu``, ``x.relu()``, as residual blocks
+    do after the addition), those are not modules: the model is then traced
+    (:func:`xbar.convert.capture.capture`) and rewritten into the converter's vocabulary
+    (:func:`xbar.convert.normalise.canonicalize`: every ReLU call site an ``nn.ReLU`` module at
+    the path of its scope, e.g. ``layer1.relu``; BatchNorm, Dropout removal and the rest as
+    ``to_snn`` sees them, BatchNorm still unfolded and trainable), and what is returned is that
+    ``torch.fx.GraphModule`` with every ReLU swapped. Its parameters keep the model's paths
+    (``layer1.conv1.weight``, ...), so a state dict loads into ``to_qcfs(fresh_model)``.
 
     Args:
         model: any module (a zoo model, a user's network; crossbar layers are fine).
         levels: quantisation levels ``L`` of every QCFS.
         clip: initial clip of every QCFS.
-        inplace: modify ``model`` itself instead of a deep copy.
+        inplace: modify ``model`` itself instead of a deep copy (not possible for a model with
+            functional ReLUs: the result is a new GraphModule sharing its parameters).
         learn_clip: trainable clips (default).
+        example: an input batch, only needed when a reshape's per-sample shape must be
+            measured (as for ``to_snn``).
 
     Returns:
-        The model with QCFS activations (``model`` itself with ``inplace``).
+        The model with QCFS activations (``model`` itself with ``inplace`` when all its ReLUs
+        are modules), or a ``GraphModule`` (above).
 
     Raises:
-        ValueError: ``levels`` or ``clip`` out of range, or a model without ReLU modules.
+        ValueError: ``levels`` or ``clip`` out of range, or a model without any ReLU.
+        ConversionError: the model has functional ReLUs and holds an op ``to_snn`` refuses.
     """
     _check_levels(levels)
     out = model if inplace else copy.deepcopy(model)
+    if _has_functional_relu(out):
+        from .convert.capture import capture
+        from .convert.normalise import canonicalize
+
+        out = canonicalize(capture(out), example)
+    swapped = _swap_relus(out, levels, clip, learn_clip)
+    if not swapped:
+        raise ValueError("model: has no ReLU to replace (neither an nn.ReLU module nor an F.relu / torch.relu / x.relu() call)")
+    return out
+
+
+def _swap_relus(model: nn.Module, levels: int, clip: float, learn_clip: bool) -> int:
     swapped = 0
-    for name, parent in list(out.named_modules()):
+    for _name, parent in list(model.named_modules()):
         for child_name, child in list(parent.named_children()):
             if type(child) is nn.ReLU:
                 setattr(parent, child_name, QCFS(levels, clip, learn_clip))
                 swapped += 1
-    if not swapped:
-        raise ValueError("model: has no nn.ReLU module to replace (F.relu calls are not modules)")
-    return out
+    return swapped
+
+
+def _has_functional_relu(model: nn.Module) -> bool:
+    """Whether tracing ``model`` meets a ReLU that is not a module (False when it cannot be traced:
+    ``to_snn`` then reports why)."""
+    from .convert.capture import ConversionError, capture
+
+    relus = {torch.relu, torch.relu_, nn.functional.relu, nn.functional.relu_}
+    try:
+        gm = capture(model)
+    except ConversionError:
+        return False
+    return any((n.op == "call_function" and n.target in relus) or (n.op == "call_method" and n.target in ("relu", "relu_"))
+               or (n.op == "call_method" and n.target == "clamp" and n.kwargs.get("min") == 0)
+               for n in gm.graph.nodes)
 
 
 def qcfs_clips(model: nn.Module) -> dict[str, float]:
