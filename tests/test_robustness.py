@@ -102,3 +102,13 @@ def test_tiny_run_end_to_end_and_resume(tmp_path, capsys):
     untimed = lambda models: {k: {f: v for f, v in m.items() if f != "train_s"} for k, m in models.items()}  # noqa: E731
     assert untimed(again["models"]) == untimed(results["models"])
     assert (par / "robustness.csv").read_text() == (out / "robustness.csv").read_text()
+    # and on a 2-process Dask LocalCluster (workers read results.json and checkpoints from --out)
+    distributed = pytest.importorskip("distributed", reason="Dask distributed not installed (pip install 'xbar[dask]')")
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        dask_out = tmp_path / "dask"
+        assert main(["robustness", "--config", str(cfg_path), "--out", str(dask_out), "--no-progress",
+                     "--scheduler", cluster.scheduler_address]) == 0
+    on_dask = json.loads((dask_out / "results.json").read_text())
+    for key in ("points", "devices", "acceptance"):
+        assert on_dask[key] == results[key], key
