@@ -270,7 +270,7 @@ def test_cli_keyboard_interrupt_returns_130_with_one_line(tmp_path: Path, monkey
 
     calls: list[str] = []
 
-    def interrupted(self: object) -> None:
+    def interrupted(self: object, executor: object = None) -> None:
         calls.append("run_all")
         raise KeyboardInterrupt
 
