@@ -21,7 +21,7 @@ Results go to ``results["lowt"]``; :func:`write_lowt_outputs` writes ``lowt.csv`
 
 Standalone (the issue's acceptance measurement)::
 
-    python -m experiments.lowlatency --out DIR [--config ee518] [--seeds 3] [--threads 1]
+    python -m experiments.lowlatency --out DIR [--config ee518] [--seeds 3] [--workers N]
 """
 
 from __future__ import annotations
@@ -216,15 +216,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default=None, help="device profile (default the configuration's constrain.device)")
     p.add_argument("--finetune-samples", type=int, default=None, help="training images per hybrid finetuning epoch")
     p.add_argument("--test-limit", type=int, default=None, help="test images (default all)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (1 is fastest on a shared machine)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes for the seeds (default 1: serially, in this process); every point runs on "
+                        "one torch thread whatever the count")
+    p.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)  # deprecated: points run on one thread
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
-    for name in ("seeds", "finetune_samples", "test_limit", "threads"):
+    for name in ("seeds", "finetune_samples", "test_limit", "threads", "workers"):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')}: must be >= 1, got {value}")
     if args.threads:
-        torch.set_num_threads(args.threads)
+        print("warning: --threads is deprecated and ignored: every point runs on one torch thread (use --workers N)",
+              file=sys.stderr)
     overrides: dict[str, Any] = {}
     if args.seeds is not None:
         overrides["seeds"] = args.seeds
@@ -240,7 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg["lowt"]["enabled"] = True
     study = Study(cfg, args.out, device=args.device, progress=not args.no_progress, command=command_line())
     t0 = time.perf_counter()
-    study.step_lowt()
+    from xbar.executor import make_executor
+
+    with make_executor(args.workers) as executor:
+        study.step_lowt(executor)
     study.save()
     write_lowt_outputs(study.results, Path(args.out))
     from .plots import plot_lowt

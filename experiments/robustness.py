@@ -27,7 +27,6 @@ and ``report.md`` in the output folder (:mod:`experiments.robustness_report`).
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from functools import partial
 from pathlib import Path
@@ -45,7 +44,7 @@ from xbar.grid import canonical, point_key
 from xbar.grid_run import POINTS_DIR, PointsFailed, run_points
 
 from .config import ConfigError, read_merged
-from .study import _versions, read_results, write_json_atomic
+from .study import _atomic, _versions, read_results, write_json_atomic
 from .sweeps import TensorLoader
 
 DEFAULT = "robustness"
@@ -271,10 +270,7 @@ class Robustness:
             net.load_state_dict(self._float_state(hw))
             record = {"history": hw.history, "device": dev.to_dict(), "chip": chip,
                       "train_s": time.perf_counter() - t0, "ann_on_chip_test_acc": evaluate(hw, self._loader("test"))}
-        ck = self.out / f"{name}.pt"
-        tmp = ck.with_name(f".{ck.name}.{os.getpid()}.tmp")
-        torch.save(net.state_dict(), tmp)
-        os.replace(tmp, ck)
+        _atomic(self.out / f"{name}.pt", lambda tmp: torch.save(net.state_dict(), tmp))
         return record
 
     def model_chips(self) -> int:
@@ -404,11 +400,7 @@ class Robustness:
     def _run(self, fn: Any, points: list[dict], executor: Any, desc: str) -> list[dict]:
         run = run_points(partial(fn, self.cfg, str(self.out)), points, executor, self.out, progress=self.progress,
                          fingerprint=self.fingerprint(), desc=desc)
-        if run.failures:
-            lines = "; ".join(f"{_label(f['point'])}: {f['error']}" for f in run.failures)
-            raise PointsFailed(f"{len(run.failures)} point(s) failed ({lines}); the others are saved in "
-                               f"{self.out / POINTS_DIR}; run the same command again to retry the failed ones",
-                               run.failures)
+        PointsFailed.check(run, self.out)
         return run.records
 
     def step_models(self, executor: Any = None) -> None:
@@ -493,6 +485,3 @@ def measure_point(config: dict, out_dir: str, point: dict) -> dict:
     """Point of the measurements phase (:meth:`Robustness.measure_point`)."""
     return worker_study(config, out_dir).measure_point(point)
 
-
-def _label(point: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in point.items())

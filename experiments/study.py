@@ -7,7 +7,8 @@ resumes from) and ``<name>.xbar.pt``, the same networks written by :func:`xbar.s
 ``xbar.load``. A rerun with the same configuration
 resumes: finished steps are read back, not recomputed. ``xbar reproduce`` runs every step;
 ``xbar train``, ``xbar sweep``, ``xbar constrain`` and ``xbar energy`` run one each (and what it
-needs).
+needs). Inside each step the independent points (seeds, modes, constrained runs) run on an
+executor, seeded from their values and on one torch thread each (:mod:`experiments.study_points`).
 """
 
 from __future__ import annotations

@@ -151,11 +151,7 @@ def run_phase(study: Any, points: list[dict], executor: Any, desc: str) -> list[
     run = run_points(partial(run_task, study.cfg, str(study.out), study.device_arg), points,
                      executor or SerialExecutor(), study.out, progress=study.progress,
                      fingerprint=fingerprint(study), desc=desc)
-    if run.failures:
-        lines = "; ".join(f"{', '.join(f'{k}={v}' for k, v in f['point'].items())}: {f['error']}"
-                          for f in run.failures)
-        raise PointsFailed(f"{len(run.failures)} point(s) failed ({lines}); the others are saved in "
-                           f"{study.out / 'points'}; run the same command again to retry the failed ones", run.failures)
+    PointsFailed.check(run, study.out)
     return run.records
 
 
@@ -188,13 +184,18 @@ def phase_networks(study: Any, executor: Any = None) -> None:
     study.save()
 
 
+def _per_mode(study: Any, executor: Any, task: str, done: str, desc: str) -> None:
+    """One ``task`` point per mode whose record lacks ``done``; each result updates that record."""
+    points = [{"task": task, "mode": m} for m in study.cfg["modes"] if done not in study._mode(m)]
+    for rec in run_phase(study, points, executor, desc):
+        study._mode(rec["point"]["mode"]).update(rec["result"])
+    study.save()
+
+
 def phase_timesteps(study: Any, executor: Any = None) -> None:
     """The timestep sweep of every mode that has no best T yet (one point per mode)."""
     phase_networks(study, executor)
-    points = [{"task": "timesteps", "mode": m} for m in study.cfg["modes"] if "best_T" not in study._mode(m)]
-    for rec in run_phase(study, points, executor, "timestep sweep"):
-        study._mode(rec["point"]["mode"]).update(rec["result"])
-    study.save()
+    _per_mode(study, executor, "timesteps", "best_T", "timestep sweep")
 
 
 def phase_energy(study: Any, executor: Any = None) -> None:
@@ -227,10 +228,7 @@ def phase_headline(study: Any, executor: Any = None) -> None:
 def phase_rates(study: Any, executor: Any = None) -> None:
     """The firing-rate sweep of every mode at its best T (one point per mode)."""
     phase_timesteps(study, executor)
-    points = [{"task": "rates", "mode": m} for m in study.cfg["modes"] if "best_rate" not in study._mode(m)]
-    for rec in run_phase(study, points, executor, "rate sweep"):
-        study._mode(rec["point"]["mode"]).update(rec["result"])
-    study.save()
+    _per_mode(study, executor, "rates", "best_rate", "rate sweep")
 
 
 def constrain_points(study: Any) -> list[dict]:

@@ -109,6 +109,15 @@ class PointsFailed(RuntimeError):
         super().__init__(message)
         self.failures = failures
 
+    @classmethod
+    def check(cls, run: "RunResult", out_dir: str | os.PathLike) -> None:
+        """Raise for ``run``'s failures (each point's values and error), if it has any."""
+        if not run.failures:
+            return
+        lines = "; ".join(f"{_label(f['point'], None)}: {f['error']}" for f in run.failures)
+        raise cls(f"{len(run.failures)} point(s) failed ({lines}); the others are saved in "
+                  f"{Path(out_dir) / POINTS_DIR}; run the same command again to retry the failed ones", run.failures)
+
 
 @dataclass
 class RunResult:

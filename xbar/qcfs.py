@@ -131,11 +131,11 @@ def to_qcfs(model: nn.Module, levels: int = 8, clip: float = 8.0, inplace: bool 
     """
     _check_levels(levels)
     out = model if inplace else copy.deepcopy(model)
-    if _has_functional_relu(out):
-        from .convert.capture import capture
+    traced = _traced_with_functional_relu(out)
+    if traced is not None:
         from .convert.normalise import canonicalize
 
-        out = canonicalize(capture(out), example)
+        out = canonicalize(traced, example)
     swapped = _swap_relus(out, levels, clip, learn_clip)
     if not swapped:
         raise ValueError("model: has no ReLU to replace (neither an nn.ReLU module nor an F.relu / torch.relu / x.relu() call)")
@@ -152,19 +152,21 @@ def _swap_relus(model: nn.Module, levels: int, clip: float, learn_clip: bool) ->
     return swapped
 
 
-def _has_functional_relu(model: nn.Module) -> bool:
-    """Whether tracing ``model`` meets a ReLU that is not a module (False when it cannot be traced:
-    ``to_snn`` then reports why)."""
+def _traced_with_functional_relu(model: nn.Module) -> "torch.fx.GraphModule | None":
+    """``model`` traced, when its graph holds a ReLU that is not a module; else None (also when
+    it cannot be traced: ``to_snn`` then reports why)."""
     from .convert.capture import ConversionError, capture
 
     relus = {torch.relu, torch.relu_, nn.functional.relu, nn.functional.relu_}
     try:
         gm = capture(model)
     except ConversionError:
-        return False
-    return any((n.op == "call_function" and n.target in relus) or (n.op == "call_method" and n.target in ("relu", "relu_"))
-               or (n.op == "call_method" and n.target == "clamp" and n.kwargs.get("min") == 0)
-               for n in gm.graph.nodes)
+        return None
+    functional = any((n.op == "call_function" and n.target in relus)
+                     or (n.op == "call_method" and n.target in ("relu", "relu_"))
+                     or (n.op == "call_method" and n.target == "clamp" and n.kwargs.get("min") == 0)
+                     for n in gm.graph.nodes)
+    return gm if functional else None
 
 
 def qcfs_clips(model: nn.Module) -> dict[str, float]:
