@@ -17,6 +17,12 @@ calibration images; ``--qcfs-epochs`` epochs of Adam 1e-3, batch 64, seed 0; cac
 onto ``seed-4bit`` and converted with ``norm="qcfs"`` (thresholds = the learned clips, initial
 potential half the threshold), measured at the same T on the same Poisson spikes (``qcfs`` in
 the JSON: the QCFS ANN's accuracy in float and on the crossbars, and the SNN's per T).
+
+With ``--bias-correction`` every xbar conversion (percentile and QCFS) also corrects its biases
+after converting (``to_snn(bias_correction=True)``: each IF layer's mean rate error per channel
+on the first ``--correction-samples`` calibration images, 512 by default, moved into a bias;
+Li et al., ICML 2021), calibrated at the T it is measured at; spikingjelly's converter has no
+such step and runs unchanged.
 """
 
 from __future__ import annotations
@@ -40,15 +46,21 @@ from xbar.train import evaluate, train
 DEFAULT_OUT = Path("results/graph-acceptance")
 
 
-def _trained(name: str, out: Path, epochs: int, loaders: tuple) -> tuple[torch.nn.Module, list[dict]]:
-    """The model trained ``epochs`` epochs (cached as ``out/<name>-e<epochs>-s0.pt``)."""
+def _trained(name: str, out: Path, epochs: int, loaders: tuple,
+             input_noise: int = 0) -> tuple[torch.nn.Module, list[dict]]:
+    """The model trained ``epochs`` epochs (cached as ``out/<name>-e<epochs>-s0.pt``; with
+    ``input_noise`` F, every batch also rate-coded over F Poisson frames, ``...-s0-n<F>.pt``)."""
     train_loader, val_loader, test_loader = loaders
-    path = out / f"{name}-e{epochs}-s0.pt"
+    path = out / (f"{name}-e{epochs}-s0.pt" if not input_noise else f"{name}-e{epochs}-s0-n{input_noise}.pt")
     torch.manual_seed(0)
     model = build_model(name)
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval(), json.loads(path.with_suffix(".json").read_text())
+    if input_noise:
+        from .lowlatency import RateCodedCopies
+
+        train_loader = RateCodedCopies(train_loader, input_noise, 1.0, seed=0)
     history = train(model, train_loader, epochs=epochs, lr=1e-3, test_loader=test_loader, seed=0, progress=True,
                     desc=name)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,14 +70,14 @@ def _trained(name: str, out: Path, epochs: int, loaders: tuple) -> tuple[torch.n
 
 
 @torch.no_grad()
-def _sj_accuracy(ann: torch.nn.Module, calib: torch.Tensor, test: list, timesteps: int) -> float:
-    """spikingjelly's converted network on xbar's Poisson spikes (seed 1), one step at a time."""
+def _sj_accuracy(ann: torch.nn.Module, calib: torch.Tensor, test: list, timesteps: int, poisson_seed: int = 1) -> float:
+    """spikingjelly's converted network on xbar's Poisson spikes (seed ``poisson_seed``), one step at a time."""
     from spikingjelly.activation_based import ann2snn, functional
 
     recipe = ann2snn.RateCodingRecipe([(calib, None)], mode="99.9%")
     with contextlib.redirect_stderr(io.StringIO()):
         sj = ann2snn.Converter(recipe).convert(copy.deepcopy(ann)).eval()
-    enc = xbar.PoissonEncoder(1.0, torch.Generator().manual_seed(1))
+    enc = xbar.PoissonEncoder(1.0, torch.Generator().manual_seed(poisson_seed))
     correct = total = 0
     for x, y in test:
         functional.reset_net(sj)
@@ -112,13 +124,15 @@ def _qcfs_trained(name: str, ann: torch.nn.Module, out: Path, epochs: int, level
 
 
 def _qcfs_rows(name: str, ann: torch.nn.Module, out: Path, epochs: int, levels: int, qepochs: int, loaders: tuple,
-               calib: list[torch.Tensor], test: list, timesteps: tuple[int, ...]) -> dict[str, Any]:
+               calib: list[torch.Tensor], test: list, timesteps: tuple[int, ...],
+               correction: dict[str, Any], poisson_seed: int = 1) -> dict[str, Any]:
     qann, history = _qcfs_trained(name, ann, out, epochs, levels, qepochs, loaders, calib)
     hw = xbar.to_crossbar(qann, "seed-4bit")
     row: dict[str, Any] = {"levels": levels, "epochs": qepochs, "history": history, "clips": xbar.qcfs.qcfs_clips(qann),
                            "ann_acc": evaluate(qann, test), "ann_seed4_acc": evaluate(hw, test), "snn": {}}
     for t in timesteps:
-        snn = xbar.to_snn(hw, timesteps=t, norm="qcfs", encoder=xbar.PoissonEncoder(1.0, torch.Generator().manual_seed(1)))
+        snn = xbar.to_snn(hw, timesteps=t, norm="qcfs", encoder=xbar.PoissonEncoder(1.0, torch.Generator().manual_seed(poisson_seed)),
+                          **correction)
         t0 = time.perf_counter()
         row["snn"][t] = {"acc": evaluate(snn, test, progress=True, desc=f"{name} QCFS SNN T={t}"),
                          "wall_s": time.perf_counter() - t0}
@@ -128,10 +142,11 @@ def _qcfs_rows(name: str, ann: torch.nn.Module, out: Path, epochs: int, levels: 
 def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (32, 64),
           test_limit: int | None = None, with_sj: bool = True, percentile: float = 99.9,
           v_init: float = 0.0, channelwise: bool = False, qcfs: int | None = None,
-          qcfs_epochs: int = 2, percentile_snn: bool = True) -> dict[str, Any]:
+          qcfs_epochs: int = 2, percentile_snn: bool = True, bias_correction: bool = False,
+          correction_samples: int = 512, input_noise: int = 0, poisson_seed: int = 1) -> dict[str, Any]:
     """Train (or load), convert and evaluate one zoo model; returns the figures."""
     loaders = mnist_loaders(batch_size=64, seed=0)
-    ann, history = _trained(name, out, epochs, loaders)
+    ann, history = _trained(name, out, epochs, loaders, input_noise)
     test = [(x, y) for x, y in loaders[2]]
     if test_limit is not None:
         flat_x, flat_y = torch.cat([x for x, _ in test])[:test_limit], torch.cat([y for _, y in test])[:test_limit]
@@ -140,23 +155,28 @@ def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (3
         test = list(zip(torch.cat([x for x, _ in test]).split(500), torch.cat([y for _, y in test]).split(500)))
     row: dict[str, Any] = {"model": name, "epochs": epochs, "history": history, "test_samples": sum(len(y) for _, y in test),
                            "ann_acc": evaluate(ann, test), "percentile": percentile, "v_init": v_init,
-                           "channelwise": channelwise}
+                           "channelwise": channelwise, "bias_correction": correction_samples if bias_correction else 0,
+                           "input_noise": input_noise, "poisson_seed": poisson_seed}
     calib = [x for i, (x, _) in enumerate(loaders[0]) if i < 100]
+    correction = ({"bias_correction": True, "correction_samples": correction_samples, "calibration": calib, "progress": True}
+                  if bias_correction else {})
     hw = xbar.to_crossbar(ann, "seed-4bit")
     row["ann_seed4_acc"] = evaluate(hw, test)
     row["snn"], row["sj"] = {}, {}
     if qcfs:
-        row["qcfs"] = _qcfs_rows(name, ann, out, epochs, qcfs, qcfs_epochs, loaders, calib, test, timesteps)
+        row["qcfs"] = _qcfs_rows(name, ann, out, epochs, qcfs, qcfs_epochs, loaders, calib, test, timesteps,
+                                 correction, poisson_seed)
     for t in timesteps if percentile_snn else ():
         snn = xbar.to_snn(hw, calibration=calib, timesteps=t, norm="percentile", percentile=percentile,
-                          v_init=v_init, channelwise=channelwise, encoder=xbar.PoissonEncoder(1.0, torch.Generator().manual_seed(1)))
+                          v_init=v_init, channelwise=channelwise, encoder=xbar.PoissonEncoder(1.0, torch.Generator().manual_seed(poisson_seed)),
+                          **{k: v for k, v in correction.items() if k != "calibration"})
         t0 = time.perf_counter()
         row["snn"][t] = {"acc": evaluate(snn, test, progress=True, desc=f"{name} SNN T={t}"),
                          "wall_s": time.perf_counter() - t0}
         if with_sj and "sj_refusal" not in row:
             t0 = time.perf_counter()
             try:
-                row["sj"][t] = {"acc": _sj_accuracy(ann, torch.cat(calib), test, t), "wall_s": time.perf_counter() - t0}
+                row["sj"][t] = {"acc": _sj_accuracy(ann, torch.cat(calib), test, t, poisson_seed), "wall_s": time.perf_counter() - t0}
             except Exception as exc:  # another library's refusal may take any form; it is reported
                 row["sj_refusal"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
     return row
@@ -164,12 +184,13 @@ def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (3
 
 def table(rows: list[dict]) -> str:
     """The printed summary: accuracies in percent on the stated test images."""
-    lines = ["model    test images  pct    v_init  ANN %   ANN on seed-4bit %  " + "  ".join(
+    lines = ["model    test images  pct    v_init  bias corr.  ANN %   ANN on seed-4bit %  " + "  ".join(
         f"SNN T={t} %  sj T={t} %" for t in rows[0]["snn"])]
     for r in rows:
         cells = "  ".join(f"{100 * r['snn'][t]['acc']:>9.2f}  " + (f"{100 * r['sj'][t]['acc']:>8.2f}" if t in r["sj"]
                                                                      else f"{'-':>8}") for t in r["snn"])
         lines.append(f"{r['model']:<8} {r['test_samples']:>11}  {r.get('percentile', 99.9):<5g}  {r.get('v_init', 0.0):<6g}  "
+                     f"{(str(r['bias_correction']) + ' imgs') if r.get('bias_correction') else 'no':<10}  "
                      f"{100 * r['ann_acc']:5.2f}  {100 * r['ann_seed4_acc']:>18.2f}  "
                      + cells)
     return "\n".join(lines)
@@ -193,12 +214,20 @@ def main(argv: list[str] | None = None) -> None:
                    help="also finetune a QCFS copy with L levels and convert it with norm='qcfs'")
     p.add_argument("--qcfs-epochs", type=int, default=2, help="QCFS finetuning epochs (default 2)")
     p.add_argument("--qcfs-only", action="store_true", help="with --qcfs: skip the percentile conversion")
+    p.add_argument("--input-noise", type=int, default=0, metavar="F",
+                   help="train the ANN on every batch and its copy rate-coded over F Poisson frames (default 0: off)")
+    p.add_argument("--poisson-seed", type=int, default=1, help="seed of the test spikes (default 1)")
+    p.add_argument("--bias-correction", action="store_true",
+                   help="xbar's conversions also correct their biases (to_snn(bias_correction=True))")
+    p.add_argument("--correction-samples", type=int, default=512,
+                   help="calibration images for --bias-correction (default 512)")
     args = p.parse_args(argv)
     rows = []
     for name in args.models:
         rows.append(check(name, args.out, args.epochs, tuple(args.timesteps), args.test_limit, not args.no_sj,
                           args.percentile, args.v_init, args.channelwise, args.qcfs, args.qcfs_epochs,
-                          not args.qcfs_only))
+                          not args.qcfs_only, args.bias_correction, args.correction_samples, args.input_noise,
+                          args.poisson_seed))
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "graph_acceptance.json").write_text(json.dumps(rows, indent=1))
         print(table(rows), flush=True)

@@ -5,12 +5,14 @@
                max-pool after ReLU)
     balance  (ReLU scales from calibration)   xbar/convert/balance.py
     spiking graph (IF layers, thresholds)     xbar/convert/spiking.py
+    bias correction (optional, on the SNN)    xbar/convert/calibrate.py
 
 Each stage is a function with its own tests; this module only runs them in order.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -24,6 +26,7 @@ from ..snn import SpikingNetwork
 from ..validation import check_number, check_parameters_finite
 from .balance import CalibrationData, activation_scales, check_maxpool, check_norm, entry_stages, spike_norm
 from .batchnorm import fold_batchnorm
+from .calibrate import correct_biases
 from .capture import ConversionError, capture
 from .equalise import equalise_channels
 from .normalise import SYNAPTIC, canonicalize, swap_maxpool_relu
@@ -49,7 +52,8 @@ def normalised_ann(ann: nn.Module, example: torch.Tensor | None = None) -> fx.Gr
 def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: str = "percentile",
            percentile: float = 99.9, encoder: Any = None, reset: str = "subtract",
            surrogate: Any = None, maxpool: str = "spike-count", v_init: float | None = None,
-           channelwise: bool = False) -> SpikingNetwork:
+           channelwise: bool = False, bias_correction: bool = False, correction_samples: int = 512,
+           progress: bool = False) -> SpikingNetwork:
     """Convert a ReLU network into a :class:`SpikingNetwork` with balanced thresholds.
 
     Args:
@@ -85,6 +89,15 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
             ``"spike-norm"``) is the same (:mod:`xbar.convert.equalise`). Deep networks then
             need far fewer timesteps; no digital work is added. Needs calibration data;
             default False (the layer-wise normalisation of the EE 518 study).
+        bias_correction: after conversion, cancel each IF layer's mean firing error per channel
+            by a bias (Li et al., ICML 2021; :mod:`xbar.convert.calibrate`): IF layer by IF
+            layer, the ANN's clipped activation and the SNN's rate (``timesteps`` steps, the
+            network's encoder) are compared on the first ``correction_samples`` calibration
+            images. Deep and residual networks then need far fewer timesteps. The biases are
+            digital adds the energy meter counts (a layer without a bias gets one); they are
+            calibrated for ``timesteps``. Needs calibration data; default False.
+        correction_samples: calibration images for ``bias_correction`` (default 512).
+        progress: show a progress bar over the layers ``bias_correction`` calibrates.
 
     Returns:
         The spiking network. Its output approximates ``ann``'s in the ANN's units (a
@@ -120,6 +133,13 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
                          "(xbar.to_qcfs(model, levels=L) swaps its ReLUs, then train it)")
     if norm not in ("none", "qcfs") and calibration is None:
         raise ValueError(f"calibration: norm={norm!r} needs calibration data")
+    if not isinstance(bias_correction, bool):
+        raise TypeError(f"bias_correction: expected True or False, got {bias_correction!r}")
+    if bias_correction and calibration is None:
+        raise ValueError("calibration: bias_correction=True needs calibration data")
+    if bias_correction and (isinstance(correction_samples, bool) or not isinstance(correction_samples, int)
+                            or correction_samples < 1):
+        raise ValueError(f"correction_samples: expected an integer >= 1, got {correction_samples!r}")
     encoder = encoder if encoder is not None else PoissonEncoder(1.0)
     if calibration is not None and not isinstance(calibration, torch.Tensor) and hasattr(calibration, "__iter__") \
             and iter(calibration) is calibration:
@@ -135,6 +155,7 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
         stat = percentile if norm in ("percentile", "percentile-all") else None
         equalise_channels(gm, calib, stat, device, zeros=norm == "percentile-all")
 
+    reference = copy.deepcopy(gm) if bias_correction else None  # the ANN, before balancing divides biases
     snn = build(gm, timesteps, encoder, reset, surrogate, maxpool, v_init)
     lambdas = None
     if norm in ("max", "percentile", "percentile-all"):
@@ -150,6 +171,10 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
         spike_norm(snn, calib, device, set_threshold)
     snn.conversion = {"norm": norm, "percentile": percentile, "reset": reset, "maxpool": maxpool, "v_init": v_init,
                       "channelwise": channelwise}
+    if bias_correction:
+        snn.eval()
+        correct_biases(snn, reference, calib, correction_samples, progress=progress)
+        snn.conversion["bias_correction"] = correction_samples
     if norm == "qcfs":
         snn.conversion["qcfs_levels"] = sorted(set(levels.values()))
     return snn.eval()
