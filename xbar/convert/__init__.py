@@ -3,7 +3,8 @@
 ``to_snn`` reads top to bottom in :mod:`xbar.convert.pipeline`: capture
 (:mod:`~xbar.convert.capture`), normalise (:mod:`~xbar.convert.normalise`,
 :mod:`~xbar.convert.batchnorm`), balance (:mod:`~xbar.convert.balance`), spiking graph
-(:mod:`~xbar.convert.spiking`).
+(:mod:`~xbar.convert.spiking`), and optionally bias correction on the spiking network
+(:mod:`~xbar.convert.calibrate`).
 """
 
 from __future__ import annotations
