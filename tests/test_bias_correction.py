@@ -42,7 +42,7 @@ def test_hand_worked_error_becomes_the_bias_of_a_layer_that_had_none():
     first = snn.get_submodule("0")
     assert first.bias is not None
     assert first.bias.item() == pytest.approx(0.025, abs=1e-7)
-    assert snn.conversion["bias_correction"] == 512
+    assert snn.conversion["bias_correction"] == 2  # the images used (of correction_samples=512)
     plain = xbar.to_snn(_tiny(), calibration=calib, timesteps=4, norm="max", encoder=xbar.ConstantEncoder())
     assert plain.get_submodule("0").bias is None and "bias_correction" not in plain.conversion
 

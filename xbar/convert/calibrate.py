@@ -175,7 +175,8 @@ def correct_biases(snn: Any, reference: fx.GraphModule, calibration: Any, sample
 
     Returns:
         ``{IF layer: mean |e| over its channels before its correction}`` for the corrected
-        layers. IF layers with no synaptic layer feeding them alone are left as they are, with
+        layers; ``snn.conversion["bias_correction"]`` (when ``snn`` has that record) becomes the
+        number of images used. IF layers with no synaptic layer feeding them alone are left as they are, with
         one warning naming them.
 
     Raises:
@@ -229,6 +230,8 @@ def correct_biases(snn: Any, reference: fx.GraphModule, calibration: Any, sample
             wiring = snn.sync_thresholds()
     finally:
         state.restore()
+    if isinstance(getattr(snn, "conversion", None), dict):
+        snn.conversion["bias_correction"] = have
     if skipped:
         warnings.warn("bias_correction: IF layers left uncorrected (no synaptic layer alone feeds them): "
                       + ", ".join(skipped), stacklevel=3)

@@ -173,8 +173,7 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
                       "channelwise": channelwise}
     if bias_correction:
         snn.eval()
-        correct_biases(snn, reference, calib, correction_samples, progress=progress)
-        snn.conversion["bias_correction"] = correction_samples
+        correct_biases(snn, reference, calib, correction_samples, progress=progress)  # records the images used
     if norm == "qcfs":
         snn.conversion["qcfs_levels"] = sorted(set(levels.values()))
     return snn.eval()
