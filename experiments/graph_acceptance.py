@@ -184,12 +184,13 @@ def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (3
 
 def table(rows: list[dict]) -> str:
     """The printed summary: accuracies in percent on the stated test images."""
-    lines = ["model    test images  pct    v_init  bias corr.  ANN %   ANN on seed-4bit %  " + "  ".join(
+    lines = ["model    test images  train noise F  spike seed  pct    v_init  bias corr.  ANN %   ANN on seed-4bit %  " + "  ".join(
         f"SNN T={t} %  sj T={t} %" for t in rows[0]["snn"])]
     for r in rows:
         cells = "  ".join(f"{100 * r['snn'][t]['acc']:>9.2f}  " + (f"{100 * r['sj'][t]['acc']:>8.2f}" if t in r["sj"]
                                                                      else f"{'-':>8}") for t in r["snn"])
-        lines.append(f"{r['model']:<8} {r['test_samples']:>11}  {r.get('percentile', 99.9):<5g}  {r.get('v_init', 0.0):<6g}  "
+        lines.append(f"{r['model']:<8} {r['test_samples']:>11}  {r.get('input_noise', 0) or 'none':>13}  "
+                     f"{r.get('poisson_seed', 1):>10}  {r.get('percentile', 99.9):<5g}  {r.get('v_init', 0.0):<6g}  "
                      f"{(str(r['bias_correction']) + ' imgs') if r.get('bias_correction') else 'no':<10}  "
                      f"{100 * r['ann_acc']:5.2f}  {100 * r['ann_seed4_acc']:>18.2f}  "
                      + cells)

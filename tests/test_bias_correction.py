@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import xbar
-from xbar.convert.calibrate import channel_means
+from xbar.convert.calibrate import _widths, channel_means, feeders
 from xbar.models import build_model
 
 
@@ -126,6 +126,11 @@ def test_concatenation_splits_the_correction_by_channels():
     for name, width in (("a", 2), ("b", 3)):
         delta = fixed.get_submodule(name).bias - plain.get_submodule(name).bias
         assert delta.shape == (width,) and delta.abs().sum() > 0, name
+    relu = next(n for n in plain.graph.module_nodes() if isinstance(plain.get_submodule(n.target), xbar.IFNeuron))
+    widths = _widths(plain, calib)
+    parts = feeders(plain, relu, plain.sync_thresholds().reference, widths)
+    assert [(m, (c.start, c.stop)) for m, c in parts] == [(plain.get_submodule("a"), (0, 2)),
+                                                           (plain.get_submodule("b"), (2, 5))]
 
 
 class _Shared(nn.Module):

@@ -10,7 +10,7 @@ their light calibration pipeline) measure that error on calibration data and can
 This module does that:
 
 for each IF layer, in execution order (each one measured with the layers before it already
-corrected), on the first ``samples`` calibration images,
+corrected), on the first ``correction_samples`` calibration images,
 
     e[c] = mean over images and positions of clip(a, 0, lambda) / lambda   (the ANN, float)
          - mean over images and positions of  spikes / T                   (the SNN, T steps)
@@ -32,7 +32,7 @@ would have drawn without the calibration.
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import fx, nn
@@ -41,11 +41,11 @@ from ..graph import Node
 from ..layers import CROSSBAR_TYPES
 from ..neurons import IFNeuron
 from .balance import CalibrationData, run_hooked
+from .normalise import POOLS, SYNAPTIC
 
-__all__ = ["channel_means", "correct_biases", "feeders"]
+__all__ = ["channel_means", "check_samples", "correct_biases", "feeders"]
 
-_SYNAPTIC = (nn.Linear, nn.Conv1d, nn.Conv2d)
-_POOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+_AVG_POOLS = tuple(p for p in POOLS if not issubclass(p, (nn.MaxPool1d, nn.MaxPool2d)))
 
 
 def channel_means(x: torch.Tensor) -> torch.Tensor:
@@ -56,51 +56,50 @@ def channel_means(x: torch.Tensor) -> torch.Tensor:
     return x.double().mean(dims)
 
 
-def feeders(snn: Any, node: Node, reference: dict[str, int]) -> list[tuple[nn.Module, slice]] | None:
+def check_samples(correction_samples: Any) -> int:
+    """``correction_samples`` as an integer >= 1; ValueError naming it otherwise."""
+    if isinstance(correction_samples, bool) or not isinstance(correction_samples, int) or correction_samples < 1:
+        raise ValueError(f"correction_samples: expected an integer >= 1, got {correction_samples!r}")
+    return correction_samples
+
+
+def feeders(snn: Any, node: Node, reference: dict[str, int],
+            widths: dict[str, int]) -> list[tuple[nn.Module, slice]] | None:
     """The synaptic layers whose bias reaches the input of the IF node ``node`` unchanged, each
     with the channels of the IF layer it feeds; None when there is no such layer.
 
     The path may go through average pooling, through the reference input of an ``add`` (the
-    other inputs are scaled into its units) and through a ``cat`` along the channels; every node
-    on it must have no other user, so that a bias change moves nothing but this IF layer.
+    other inputs are scaled into its units) and through one concatenation along the channels
+    (``widths``: the channels of every node's value); every node on it must have no other user,
+    so that a bias change moves nothing but this IF layer.
     """
     graph = snn.graph
 
-    def walk(name: str, channels: slice) -> list[tuple[nn.Module, slice]] | None:
+    def walk(name: str, channels: slice, through_cat: bool) -> list[tuple[nn.Module, slice]] | None:
         n = graph.node(name)
         if len(graph.users(name)) != 1:
             return None
         if n.op == "module":
             m = snn.get_submodule(n.target)
-            if isinstance(m, (*_SYNAPTIC, *CROSSBAR_TYPES)):
+            if isinstance(m, (*SYNAPTIC, *CROSSBAR_TYPES)):
                 return [(m, channels)]
-            if isinstance(m, _POOLS):
-                return walk(n.inputs[0], channels)
+            if isinstance(m, _AVG_POOLS):
+                return walk(n.inputs[0], channels, through_cat)
             return None
         if n.op == "add" and n.name in reference:
-            return walk(n.inputs[reference[n.name]], channels)
-        if n.op == "cat" and int(n.arg("dim")) == 1:
-            return None  # resolved by the caller, which knows the channel counts
+            return walk(n.inputs[reference[n.name]], channels, through_cat)
+        if n.op == "cat" and int(n.arg("dim")) == 1 and not through_cat:
+            out, start = [], 0
+            for name_in in n.inputs:
+                part = walk(name_in, slice(start, start + widths[name_in]), True)
+                if part is None:
+                    return None
+                out.extend(part)
+                start += widths[name_in]
+            return out
         return None
 
-    return walk(node.inputs[0], slice(None))
-
-
-def _cat_feeders(snn: Any, node: Node, reference: dict[str, int], widths: dict[str, int]) -> list | None:
-    """:func:`feeders` through a channel concatenation right before the IF layer."""
-    graph = snn.graph
-    cat = graph.node(node.inputs[0])
-    if cat.op != "cat" or int(cat.arg("dim")) != 1 or len(graph.users(cat.name)) != 1:
-        return feeders(snn, node, reference)
-    out, start = [], 0
-    for name in cat.inputs:
-        width = widths[name]
-        part = feeders(snn, Node("_", "module", (name,), "_"), reference)
-        if part is None or len(part) != 1:
-            return None
-        out.append((part[0][0], slice(start, start + width)))
-        start += width
-    return out
+    return walk(node.inputs[0], slice(None), False)
 
 
 def _add_bias(layer: nn.Module) -> None:
@@ -126,17 +125,15 @@ class _RandomState:
 
 def _rate_means(snn: Any, images: list[torch.Tensor], node: str) -> torch.Tensor:
     """Per-channel mean firing rate of IF node ``node`` over ``images`` (float64 ``[C]``)."""
-    total: list[Any] = [None, 0]
+    total: list[Any] = [0.0, 0]
 
-    def take(v: torch.Tensor) -> None:
-        s = channel_means(v.flatten(0, 1)) * v.shape[0] * v.shape[1]  # sum over steps and samples, per position mean
-        total[0] = s if total[0] is None else total[0] + s
-        total[1] += v.shape[1] * v.shape[0]
+    def take(v: torch.Tensor) -> None:  # v: [steps, samples, C, ...] of one tile
+        total[0] = total[0] + channel_means(v.flatten(0, 1)) * (v.shape[0] * v.shape[1])
+        total[1] += v.shape[0] * v.shape[1]
 
     for x in images:
         snn.capture(x, node, take)
-    steps_samples = total[1]
-    return total[0] / steps_samples
+    return total[0] / total[1]
 
 
 @torch.no_grad()
@@ -155,9 +152,8 @@ def _ann_means(reference: fx.GraphModule, images: list[torch.Tensor], lambdas: d
 
 
 @torch.no_grad()
-def correct_biases(snn: Any, reference: fx.GraphModule, calibration: Any, samples: int = 512,
-                   progress: bool = False, batch: int = 256,
-                   on_layer: Callable[[str, float], None] | None = None) -> dict[str, float]:
+def correct_biases(snn: Any, reference: fx.GraphModule, calibration: Any, correction_samples: int = 512,
+                   progress: bool = False, batch: int = 256) -> dict[str, float]:
     """Bias correction of a converted network, IF layer by IF layer (module docstring).
 
     Args:
@@ -167,11 +163,10 @@ def correct_biases(snn: Any, reference: fx.GraphModule, calibration: Any, sample
             balanced (:func:`xbar.convert.normalised_ann`, after any channel equalisation),
             with its own biases (not those of ``snn``).
         calibration: calibration images (as ``to_snn``'s ``calibration``); the first
-            ``samples`` images are used.
-        samples: number of calibration images (>= 1).
+            ``correction_samples`` images are used.
+        correction_samples: number of calibration images (>= 1).
         progress: show a progress bar over the IF layers.
         batch: images per simulation call.
-        on_layer: called with each corrected layer's name and mean ``|e|`` before correction.
 
     Returns:
         ``{IF layer: mean |e| over its channels before its correction}`` for the corrected
@@ -180,19 +175,18 @@ def correct_biases(snn: Any, reference: fx.GraphModule, calibration: Any, sample
         one warning naming them.
 
     Raises:
-        ValueError: ``samples < 1``, or an IF layer whose scale is unknown (per-channel
+        ValueError: ``correction_samples < 1``, or an IF layer whose scale is unknown (per-channel
             thresholds).
     """
     from tqdm.auto import tqdm
 
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
-        raise ValueError(f"correction_samples: expected an integer >= 1, got {samples!r}")
+    samples = check_samples(correction_samples)
     device = next((p.device for p in snn.parameters()), torch.device("cpu"))
     images, have = [], 0
     data = calibration if isinstance(calibration, CalibrationData) else CalibrationData(calibration)
     for x in data:
         x = x[: samples - have]
-        images.extend(x.split(batch))
+        images.extend(x.to(device).split(batch))
         have += x.shape[0]
         if have >= samples:
             break
@@ -211,15 +205,13 @@ def correct_biases(snn: Any, reference: fx.GraphModule, calibration: Any, sample
     skipped: list[str] = []
     try:
         for n in tqdm(nodes, desc="bias correction", disable=not progress, leave=False):
-            parts = _cat_feeders(snn, n, wiring.reference, widths)
+            parts = feeders(snn, n, wiring.reference, widths)
             if parts is None:
                 skipped.append(n.name)
                 continue
             state.restore()
             e = target[n.name] - _rate_means(snn, images, n.name)
             out[n.name] = float(e.abs().mean())
-            if on_layer is not None:
-                on_layer(n.name, out[n.name])
             m = snn.get_submodule(n.target)
             th = (m.weight_threshold if m.weight_threshold is not None else m.threshold).detach().double().cpu()
             delta = e * (th if th.numel() == 1 else th.flatten())

@@ -26,7 +26,7 @@ from ..snn import SpikingNetwork
 from ..validation import check_number, check_parameters_finite
 from .balance import CalibrationData, activation_scales, check_maxpool, check_norm, entry_stages, spike_norm
 from .batchnorm import fold_batchnorm
-from .calibrate import correct_biases
+from .calibrate import check_samples, correct_biases
 from .capture import ConversionError, capture
 from .equalise import equalise_channels
 from .normalise import SYNAPTIC, canonicalize, swap_maxpool_relu
@@ -93,7 +93,8 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
             by a bias (Li et al., ICML 2021; :mod:`xbar.convert.calibrate`): IF layer by IF
             layer, the ANN's clipped activation and the SNN's rate (``timesteps`` steps, the
             network's encoder) are compared on the first ``correction_samples`` calibration
-            images. Deep and residual networks then need far fewer timesteps. The biases are
+            images. Deep and residual networks then need far fewer timesteps (a shallow one
+            already close to its ANN may lose a little; README, "Your own model"). The biases are
             digital adds the energy meter counts (a layer without a bias gets one); they are
             calibrated for ``timesteps``. Needs calibration data; default False.
         correction_samples: calibration images for ``bias_correction`` (default 512).
@@ -112,7 +113,8 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
         ValueError / TypeError: naming the argument: unknown ``norm`` or ``maxpool``,
             ``percentile`` outside ``(0, 100]``, ``timesteps < 1``, NaN / infinite ``ann``
             parameters, missing or empty ``calibration``, calibration batches that are not
-            finite float tensors of a shape the model reads, a non-callable ``encoder``.
+            finite float tensors of a shape the model reads, a non-callable ``encoder``,
+            ``bias_correction`` not a bool or without ``calibration``, ``correction_samples < 1``.
     """
     check_norm(norm)
     check_maxpool(maxpool)
@@ -137,9 +139,8 @@ def to_snn(ann: nn.Module, calibration: Any = None, timesteps: int = 32, norm: s
         raise TypeError(f"bias_correction: expected True or False, got {bias_correction!r}")
     if bias_correction and calibration is None:
         raise ValueError("calibration: bias_correction=True needs calibration data")
-    if bias_correction and (isinstance(correction_samples, bool) or not isinstance(correction_samples, int)
-                            or correction_samples < 1):
-        raise ValueError(f"correction_samples: expected an integer >= 1, got {correction_samples!r}")
+    if bias_correction:
+        check_samples(correction_samples)
     encoder = encoder if encoder is not None else PoissonEncoder(1.0)
     if calibration is not None and not isinstance(calibration, torch.Tensor) and hasattr(calibration, "__iter__") \
             and iter(calibration) is calibration:
