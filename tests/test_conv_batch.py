@@ -14,6 +14,20 @@ from xbar.conv_batch import conv, fold_groups
 PLAIN = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
+@pytest.fixture(autouse=True)
+def _freed_memory_not_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fold is what these tests look at; it runs only while glibc returns freed memory (an
+    earlier network in this process may have set it to keep it)."""
+    monkeypatch.setattr(conv_batch, "memory_kept", lambda: False)
+
+
+def test_no_fold_once_freed_memory_is_kept(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, w = _binary(12, 1, 9, 9), torch.randn(5, 1, 3, 3)
+    monkeypatch.setattr(conv_batch, "memory_kept", lambda: True)
+    assert fold_groups(x, w, 1) == 1
+    torch.testing.assert_close(conv(x, w), F.conv2d(x, w), rtol=0, atol=0)
+
+
 def _binary(*shape: int, seed: int = 0) -> torch.Tensor:
     return (torch.rand(*shape, generator=torch.Generator().manual_seed(seed)) < 0.2).float()
 

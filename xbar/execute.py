@@ -28,6 +28,10 @@ batched products.
   still be told the exact counts: every tail node a reshape of spikes or a synaptic layer
   reading them.
 
+**Memory.** The first call sets glibc's allocator to keep freed memory in the process
+(:mod:`xbar.allocator`): the tiles' large temporaries are then reused instead of being faulted
+in again from the operating system at every tile.
+
 Energy meters attach as observers (:mod:`xbar.observers`): wherever a fast path skips or changes
 a module call, the executor tells them what the step-by-step run would have shown them, and it
 reports the digital work of nodes that are not modules (merge adds, scale multiplies).
@@ -41,6 +45,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .allocator import keep_freed_memory
 from .chip import ReadNoiseHold
 from .conv_batch import conv
 from .encoding import SpikeEvents
@@ -470,6 +475,7 @@ def execute(net: Any, x: torch.Tensor | SpikeEvents, wiring: Wiring, binary: boo
     Returns:
         The output (not yet multiplied by ``wiring.output_scale``), or None with ``capture``.
     """
+    keep_freed_memory()  # once per process (xbar.allocator)
     graph: Graph = net.graph
     observers = observers_of(net)
     binary = bool(binary) or isinstance(x, SpikeEvents)

@@ -170,9 +170,8 @@ def fast_avg_pool2d(pool: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     sh, sw = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
     if (sh, sw) != (kh, kw) or _pair(pool.padding) != (0, 0) or x.shape[-2] % kh or x.shape[-1] % kw:
         return None
-    out = None
-    for dy in range(kh):
-        for dx in range(kw):
-            part = x[:, :, dy::kh, dx::kw]
-            out = part.clone() if out is None else out.add_(part)
+    parts = [x[:, :, dy::kh, dx::kw] for dy in range(kh) for dx in range(kw)]
+    out = parts[0].clone() if len(parts) == 1 else torch.add(parts[0], parts[1])  # no copy of the first
+    for part in parts[2:]:
+        out.add_(part)
     return out.div_(kh * kw)

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-_SCAN_CHUNK = 32704  # CPU: neurons per chunk of the IF scan (below ATen's parallel grain, 32768)
+_SCAN_CHUNK = 131072  # CPU: neurons per chunk of the IF scan (4 x ATen's parallel grain, 32768)
 
 
 def _scan(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor, subtract: bool, divide: bool,
@@ -22,9 +22,9 @@ def _scan(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor, subtract: bool, di
     as under a surrogate, fire on ``(v + x - th) / th >= 0`` literally), then
     ``v -= s * th`` (one ``addcmul``) or ``v -= v * s`` (reset to zero). Three tensor ops per
     step without ``divide``. On the CPU the neurons are scanned in chunks of ``_SCAN_CHUNK``
-    elements, small enough that ATen runs every op on the calling thread: per-op thread
-    fork/join costs more than these small ops, and stalls badly when another process holds a
-    core.
+    elements: small enough to stay in the cache over the ``T`` steps, large enough that ATen
+    splits each op over its threads (on 2 cores, LeNet's first IF layer, 27 x 4704 neurons over
+    32 steps, took 2.2 ms in chunks of 32704 and 1.2 ms in chunks of 131072).
 
     Returns:
         ``(spikes, v, pre)``: spikes ``[T, B, ...]`` (dtype of ``x``), the final potential and,
