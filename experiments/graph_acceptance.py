@@ -47,11 +47,12 @@ DEFAULT_OUT = Path("results/graph-acceptance")
 
 
 def _trained(name: str, out: Path, epochs: int, loaders: tuple,
-             input_noise: int = 0) -> tuple[torch.nn.Module, list[dict]]:
+             input_noise: int = 0, cosine: bool = False) -> tuple[torch.nn.Module, list[dict]]:
     """The model trained ``epochs`` epochs (cached as ``out/<name>-e<epochs>-s0.pt``; with
-    ``input_noise`` F, every batch also rate-coded over F Poisson frames, ``...-s0-n<F>.pt``)."""
+    ``input_noise`` F, every batch also rate-coded over F Poisson frames, ``...-s0-n<F>.pt``;
+    with ``cosine``, the learning rate decays to 0 along a cosine, ``...-cos.pt``)."""
     train_loader, val_loader, test_loader = loaders
-    path = out / (f"{name}-e{epochs}-s0.pt" if not input_noise else f"{name}-e{epochs}-s0-n{input_noise}.pt")
+    path = out / (f"{name}-e{epochs}-s0" + (f"-n{input_noise}" if input_noise else "") + ("-cos" if cosine else "") + ".pt")
     torch.manual_seed(0)
     model = build_model(name)
     if path.exists():
@@ -62,7 +63,7 @@ def _trained(name: str, out: Path, epochs: int, loaders: tuple,
 
         train_loader = RateCodedCopies(train_loader, input_noise, 1.0, seed=0)
     history = train(model, train_loader, epochs=epochs, lr=1e-3, test_loader=test_loader, seed=0, progress=True,
-                    desc=name)
+                    desc=name, lr_schedule="cosine" if cosine else None)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     path.with_suffix(".json").write_text(json.dumps(history))
@@ -143,10 +144,11 @@ def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (3
           test_limit: int | None = None, with_sj: bool = True, percentile: float = 99.9,
           v_init: float = 0.0, channelwise: bool = False, qcfs: int | None = None,
           qcfs_epochs: int = 2, percentile_snn: bool = True, bias_correction: bool = False,
-          correction_samples: int = 512, input_noise: int = 0, poisson_seed: int = 1) -> dict[str, Any]:
+          correction_samples: int = 512, input_noise: int = 0, poisson_seed: int = 1,
+          cosine: bool = False) -> dict[str, Any]:
     """Train (or load), convert and evaluate one zoo model; returns the figures."""
     loaders = mnist_loaders(batch_size=64, seed=0)
-    ann, history = _trained(name, out, epochs, loaders, input_noise)
+    ann, history = _trained(name, out, epochs, loaders, input_noise, cosine)
     test = [(x, y) for x, y in loaders[2]]
     if test_limit is not None:
         flat_x, flat_y = torch.cat([x for x, _ in test])[:test_limit], torch.cat([y for _, y in test])[:test_limit]
@@ -156,7 +158,8 @@ def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (3
     row: dict[str, Any] = {"model": name, "epochs": epochs, "history": history, "test_samples": sum(len(y) for _, y in test),
                            "ann_acc": evaluate(ann, test), "percentile": percentile, "v_init": v_init,
                            "channelwise": channelwise, "bias_correction": correction_samples if bias_correction else 0,
-                           "input_noise": input_noise, "poisson_seed": poisson_seed}
+                           "input_noise": input_noise, "poisson_seed": poisson_seed,
+                           "lr_schedule": "cosine" if cosine else "constant"}
     calib = [x for i, (x, _) in enumerate(loaders[0]) if i < 100]
     correction = ({"bias_correction": True, "correction_samples": correction_samples, "calibration": calib, "progress": True}
                   if bias_correction else {})
@@ -184,12 +187,12 @@ def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (3
 
 def table(rows: list[dict]) -> str:
     """The printed summary: accuracies in percent on the stated test images."""
-    lines = ["model    test images  train noise F  spike seed  pct    v_init  bias corr.  ANN %   ANN on seed-4bit %  " + "  ".join(
+    lines = ["model    train lr  test images  train noise F  spike seed  pct    v_init  bias corr.  ANN %   ANN on seed-4bit %  " + "  ".join(
         f"SNN T={t} %  sj T={t} %" for t in rows[0]["snn"])]
     for r in rows:
         cells = "  ".join(f"{100 * r['snn'][t]['acc']:>9.2f}  " + (f"{100 * r['sj'][t]['acc']:>8.2f}" if t in r["sj"]
                                                                      else f"{'-':>8}") for t in r["snn"])
-        lines.append(f"{r['model']:<8} {r['test_samples']:>11}  {r.get('input_noise', 0) or 'none':>13}  "
+        lines.append(f"{r['model']:<8} {r.get('lr_schedule', 'constant'):<8}  {r['test_samples']:>11}  {r.get('input_noise', 0) or 'none':>13}  "
                      f"{r.get('poisson_seed', 1):>10}  {r.get('percentile', 99.9):<5g}  {r.get('v_init', 0.0):<6g}  "
                      f"{(str(r['bias_correction']) + ' imgs') if r.get('bias_correction') else 'no':<10}  "
                      f"{100 * r['ann_acc']:5.2f}  {100 * r['ann_seed4_acc']:>18.2f}  "
@@ -222,13 +225,16 @@ def main(argv: list[str] | None = None) -> None:
                    help="xbar's conversions also correct their biases (to_snn(bias_correction=True))")
     p.add_argument("--correction-samples", type=int, default=512,
                    help="calibration images for --bias-correction (default 512)")
+    p.add_argument("--cosine", action="store_true",
+                   help="train the ANN with the learning rate decaying from 1e-3 to 0 along a cosine "
+                        "(default: constant 1e-3)")
     args = p.parse_args(argv)
     rows = []
     for name in args.models:
         rows.append(check(name, args.out, args.epochs, tuple(args.timesteps), args.test_limit, not args.no_sj,
                           args.percentile, args.v_init, args.channelwise, args.qcfs, args.qcfs_epochs,
                           not args.qcfs_only, args.bias_correction, args.correction_samples, args.input_noise,
-                          args.poisson_seed))
+                          args.poisson_seed, args.cosine))
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "graph_acceptance.json").write_text(json.dumps(rows, indent=1))
         print(table(rows), flush=True)

@@ -132,7 +132,8 @@ def test_float64_images_keep_the_former_sampler():
 
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
 @pytest.mark.parametrize("divide", [False, True])
-@pytest.mark.parametrize("shape, per_channel", [((7, 5, 6), False), ((5, 3, 4, 2, 2), True), ((3, 2, 40000), False)])
+@pytest.mark.parametrize("shape, per_channel", [((7, 5, 6), False), ((5, 3, 4, 2, 2), True), ((3, 2, 40000), False),
+                                                ((2, 3, 100000), False)])  # the last: three chunks
 def test_scan_is_bitwise_the_loop_of_if_steps(reset, divide, shape, per_channel):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(shape, generator=g) * 0.6
@@ -140,8 +141,10 @@ def test_scan_is_bitwise_the_loop_of_if_steps(reset, divide, shape, per_channel)
     v0 = torch.randn(shape[1:], generator=g) * 0.1
     sur = (lambda z: (z >= 0).to(z.dtype)) if divide else None
     ref_s, ref_v = if_scan(x, th, reset, sur, v0.clone())
-    s, v, _ = _scan(x, th, v0.clone(), reset == "subtract", divide)
+    count = torch.zeros((), dtype=torch.float64)
+    s, v, _ = _scan(x, th, v0.clone(), reset == "subtract", divide, count=count)
     assert torch.equal(s, ref_s) and torch.equal(v, ref_v)
+    assert count.item() == ref_s.sum().item() > 0  # the spikes counted as they are made
 
 
 @pytest.mark.parametrize("reset", ["subtract", "zero"])

@@ -164,6 +164,16 @@ def test_fast_avg_pool_is_bitwise_avg_pool():
     assert fast_avg_pool2d(nn.AvgPool2d(2, padding=1), x) is None
 
 
+def test_fast_avg_pool_of_spikes_rows_first():
+    """``integers=True`` (spikes, counts) sums rows first: still bitwise ``pool(x)``."""
+    gen = torch.Generator().manual_seed(0)
+    for x in ((torch.rand(4, 3, 12, 12, generator=gen) < 0.3).float(),
+              torch.randint(0, 9, (2, 5, 12, 12), generator=gen).float()):
+        for k in (2, 3, (2, 3), (3, 1), (1, 4)):
+            pool = nn.AvgPool2d(k)
+            assert torch.equal(fast_avg_pool2d(pool, x, integers=True), pool(x))
+
+
 def test_output_is_in_ann_units_for_constant_input():
     # ideal device, constant-current input: the SNN's output converges to the ANN's as T grows
     torch.manual_seed(0)

@@ -140,8 +140,12 @@ def _fuses(stage: IFNeuron, observers: list[Any], grad: bool) -> bool:
     return True
 
 
-def fused_if(stage: IFNeuron, h: torch.Tensor, compiled: bool) -> torch.Tensor | None:
-    """Run IF layer ``stage`` on ``h [T, B, ...]`` by the fast scan; None if not applicable."""
+def fused_if(stage: IFNeuron, h: torch.Tensor, compiled: bool,
+             count: torch.Tensor | None = None) -> torch.Tensor | None:
+    """Run IF layer ``stage`` on ``h [T, B, ...]`` by the fast scan; None if not applicable.
+
+    ``count`` (a float64 scalar tensor): the spikes are counted into it, by the scan where it can
+    (:func:`xbar.scan._scan`), else from the spikes afterwards."""
     if not _heaviside_forward(stage.surrogate):
         return None
     th = stage._threshold_for(h[0])
@@ -154,11 +158,15 @@ def fused_if(stage: IFNeuron, h: torch.Tensor, compiled: bool) -> torch.Tensor |
             return None
         spikes, v = _IFScanFunction.apply(h, th.detach(), alpha, subtract)
         stage.v = v
+        if count is not None:
+            count.add_(spike_total(spikes))
         return spikes
     with torch.no_grad():
         v0 = stage.initial_potential(h[0]) if stage.v is None else stage.v.detach().clone()
         res = _scan_compiled(h, th, v0, subtract) if compiled and not divide else None
-        spikes, v = res if res is not None else _scan(h, th, v0, subtract, divide)[:2]
+        if res is not None and count is not None:
+            count.add_(spike_total(res[0].to(h.dtype)))
+        spikes, v = res if res is not None else _scan(h, th, v0, subtract, divide, count=count)[:2]
     stage.v = v
     return spikes.to(h.dtype)
 
@@ -332,7 +340,7 @@ def _call(module: nn.Module, h: torch.Tensor, currents: bool, binary: bool, obse
         obs.expect_input(metered, InputStats(t * b, True))
     try:
         flat = h.reshape(t * b, *h.shape[2:])
-        y = fast_avg_pool2d(module, flat) if type(module) is nn.AvgPool2d and hook_free(module, observers) else None
+        y = fast_avg_pool2d(module, flat, binary) if type(module) is nn.AvgPool2d and hook_free(module, observers) else None
         if type(module) in _TORCH_CONVS and module.padding_mode == "zeros" and hook_free(module, []):
             y = conv(flat, module.weight, module.bias, module.stride, module.padding, module.dilation, module.groups)
         if y is None and currents and not torch.is_grad_enabled() and type(module).currents is _CrossbarMixin.currents:
@@ -346,12 +354,12 @@ def _call(module: nn.Module, h: torch.Tensor, currents: bool, binary: bool, obse
 
 
 def _run_neuron(stage: IFNeuron, h: torch.Tensor, observers: list[Any], compiled: bool) -> tuple[torch.Tensor, bool]:
-    spikes = fused_if(stage, h, compiled) if hook_free(stage, observers) else None
+    total = torch.zeros((), dtype=torch.float64, device=h.device) if observers else None
+    spikes = fused_if(stage, h, compiled, total) if hook_free(stage, observers) else None
     if spikes is None:
         if stage.step_mode == "m":
             return stage(h), False
         return torch.stack([stage(h[k]) for k in range(h.shape[0])]), False
-    total = spike_total(spikes) if observers else None
     for obs in observers:
         obs.record_neuron(stage, spikes.numel(), total)
     return spikes, True

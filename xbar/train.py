@@ -93,7 +93,8 @@ def train_epoch(model: nn.Module, loader: Iterable, optimizer: torch.optim.Optim
 def train(model: nn.Module, train_loader: Iterable, epochs: int = 5, lr: float = 1e-3,
           val_loader: Iterable | None = None, test_loader: Iterable | None = None,
           seed: int | None = 0, progress: bool = True, desc: str = "train",
-          after_epoch: Callable[[nn.Module], None] | None = None) -> list[dict[str, Any]]:
+          after_epoch: Callable[[nn.Module], None] | None = None,
+          lr_schedule: str | None = None) -> list[dict[str, Any]]:
     """Adam training with per-epoch validation and test accuracy.
 
     Args:
@@ -107,21 +108,31 @@ def train(model: nn.Module, train_loader: Iterable, epochs: int = 5, lr: float =
         desc: label for the bars.
         after_epoch: called with the model after each epoch's training, before evaluation
             (the EE 518 study re-applies its hardware constraints here).
+        lr_schedule: None (``lr`` throughout) or ``"cosine"``: ``lr`` decays to 0 along a cosine
+            over every step of the ``epochs`` (``train_loader`` needs a length).
 
     Returns:
         One dict per epoch: ``epoch``, ``loss``, and ``val_acc`` / ``test_acc`` when evaluated.
 
     Raises:
-        TypeError / ValueError: ``epochs`` not an integer >= 0, ``lr`` not a finite number > 0.
+        TypeError / ValueError: ``epochs`` not an integer >= 0, ``lr`` not a finite number > 0,
+            ``lr_schedule`` not None or ``"cosine"`` (or ``"cosine"`` with a loader without a length).
     """
     check_int(epochs, "epochs", 0)
     check_number(lr, "lr", 0.0, low_open=True)
+    if lr_schedule not in (None, "cosine"):
+        raise ValueError(f"lr_schedule: expected None or 'cosine', got {lr_schedule!r}")
+    if lr_schedule == "cosine" and not hasattr(train_loader, "__len__"):
+        raise ValueError("lr_schedule='cosine' needs a train_loader with a length (steps per epoch)")
     if seed is not None:
         torch.manual_seed(seed)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, epochs * len(train_loader)))
+             if lr_schedule == "cosine" else None)
+    step = (lambda _model: sched.step()) if sched is not None else None
     history = []
     for epoch in range(1, epochs + 1):
-        loss = train_epoch(model, train_loader, opt, progress, f"{desc} {epoch}/{epochs}")
+        loss = train_epoch(model, train_loader, opt, progress, f"{desc} {epoch}/{epochs}", after_step=step)
         if after_epoch is not None:
             after_epoch(model)
         row: dict[str, Any] = {"epoch": epoch, "loss": loss}
