@@ -23,6 +23,10 @@ after converting (``to_snn(bias_correction=True)``: each IF layer's mean rate er
 on the first ``--correction-samples`` calibration images, 512 by default, moved into a bias;
 Li et al., ICML 2021), calibrated at the T it is measured at; spikingjelly's converter has no
 such step and runs unchanged.
+
+With ``--cosine`` the ANN is trained with the learning rate decaying from 1e-3 to 0 along a
+cosine over the 3 epochs (cached separately, ``...-cos.pt``; the table's "train lr" column).
+``--poisson-seed`` sets the seed of the test spikes.
 """
 
 from __future__ import annotations
