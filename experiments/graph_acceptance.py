@@ -26,7 +26,9 @@ such step and runs unchanged.
 
 With ``--cosine`` the ANN is trained with the learning rate decaying from 1e-3 to 0 along a
 cosine over the 3 epochs (cached separately, ``...-cos.pt``; the table's "train lr" column).
-``--poisson-seed`` sets the seed of the test spikes.
+``--poisson-seed`` sets the seed of the test spikes, ``--train-seed`` that of the ANN's initial
+weights, batch order and calibration batches (default 0; cached as ``...-s<seed>...``; QCFS
+finetuning keeps seed 0).
 """
 
 from __future__ import annotations
@@ -50,14 +52,20 @@ from xbar.train import evaluate, train
 DEFAULT_OUT = Path("results/graph-acceptance")
 
 
+def _stem(name: str, epochs: int, input_noise: int, cosine: bool, seed: int) -> str:
+    """The cache name of a trained ANN (without ``.pt``)."""
+    return f"{name}-e{epochs}-s{seed}" + (f"-n{input_noise}" if input_noise else "") + ("-cos" if cosine else "")
+
+
 def _trained(name: str, out: Path, epochs: int, loaders: tuple,
-             input_noise: int = 0, cosine: bool = False) -> tuple[torch.nn.Module, list[dict]]:
-    """The model trained ``epochs`` epochs (cached as ``out/<name>-e<epochs>-s0.pt``; with
-    ``input_noise`` F, every batch also rate-coded over F Poisson frames, ``...-s0-n<F>.pt``;
-    with ``cosine``, the learning rate decays to 0 along a cosine, ``...-cos.pt``)."""
+             input_noise: int = 0, cosine: bool = False, seed: int = 0) -> tuple[torch.nn.Module, list[dict]]:
+    """The model trained ``epochs`` epochs from seed ``seed`` (cached as
+    ``out/<name>-e<epochs>-s<seed>.pt``; with ``input_noise`` F, every batch also rate-coded over
+    F Poisson frames, ``...-n<F>.pt``; with ``cosine``, the learning rate decays to 0 along a
+    cosine, ``...-cos.pt``)."""
     train_loader, val_loader, test_loader = loaders
-    path = out / (f"{name}-e{epochs}-s0" + (f"-n{input_noise}" if input_noise else "") + ("-cos" if cosine else "") + ".pt")
-    torch.manual_seed(0)
+    path = out / (_stem(name, epochs, input_noise, cosine, seed) + ".pt")
+    torch.manual_seed(seed)
     model = build_model(name)
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
@@ -65,8 +73,8 @@ def _trained(name: str, out: Path, epochs: int, loaders: tuple,
     if input_noise:
         from .lowlatency import RateCodedCopies
 
-        train_loader = RateCodedCopies(train_loader, input_noise, 1.0, seed=0)
-    history = train(model, train_loader, epochs=epochs, lr=1e-3, test_loader=test_loader, seed=0, progress=True,
+        train_loader = RateCodedCopies(train_loader, input_noise, 1.0, seed=seed)
+    history = train(model, train_loader, epochs=epochs, lr=1e-3, test_loader=test_loader, seed=seed, progress=True,
                     desc=name, lr_schedule="cosine" if cosine else None)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
@@ -111,10 +119,10 @@ def _clip_init(qann: torch.nn.Module, calib: list[torch.Tensor], percentile: flo
         m.clip.fill_(max(float(torch.quantile(torch.cat(seen), percentile / 100)), 1e-3))
 
 
-def _qcfs_trained(name: str, ann: torch.nn.Module, out: Path, epochs: int, levels: int, qepochs: int,
+def _qcfs_trained(name: str, stem: str, ann: torch.nn.Module, out: Path, levels: int, qepochs: int,
                   loaders: tuple, calib: list[torch.Tensor]) -> tuple[torch.nn.Module, list[dict]]:
-    """The QCFS copy of ``ann`` finetuned ``qepochs`` epochs (cached beside the ANN)."""
-    path = out / f"{name}-e{epochs}-s0-qcfs{levels}-e{qepochs}.pt"
+    """The QCFS copy of ``ann`` (cached as ``stem``) finetuned ``qepochs`` epochs (cached beside it)."""
+    path = out / f"{stem}-qcfs{levels}-e{qepochs}.pt"
     torch.manual_seed(0)
     qann = xbar.to_qcfs(copy.deepcopy(ann), levels=levels)
     if path.exists():
@@ -128,10 +136,10 @@ def _qcfs_trained(name: str, ann: torch.nn.Module, out: Path, epochs: int, level
     return qann.eval(), history
 
 
-def _qcfs_rows(name: str, ann: torch.nn.Module, out: Path, epochs: int, levels: int, qepochs: int, loaders: tuple,
+def _qcfs_rows(name: str, stem: str, ann: torch.nn.Module, out: Path, levels: int, qepochs: int, loaders: tuple,
                calib: list[torch.Tensor], test: list, timesteps: tuple[int, ...],
                correction: dict[str, Any], poisson_seed: int = 1) -> dict[str, Any]:
-    qann, history = _qcfs_trained(name, ann, out, epochs, levels, qepochs, loaders, calib)
+    qann, history = _qcfs_trained(name, stem, ann, out, levels, qepochs, loaders, calib)
     hw = xbar.to_crossbar(qann, "seed-4bit")
     row: dict[str, Any] = {"levels": levels, "epochs": qepochs, "history": history, "clips": xbar.qcfs.qcfs_clips(qann),
                            "ann_acc": evaluate(qann, test), "ann_seed4_acc": evaluate(hw, test), "snn": {}}
@@ -149,10 +157,10 @@ def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (3
           v_init: float = 0.0, channelwise: bool = False, qcfs: int | None = None,
           qcfs_epochs: int = 2, percentile_snn: bool = True, bias_correction: bool = False,
           correction_samples: int = 512, input_noise: int = 0, poisson_seed: int = 1,
-          cosine: bool = False) -> dict[str, Any]:
+          cosine: bool = False, train_seed: int = 0) -> dict[str, Any]:
     """Train (or load), convert and evaluate one zoo model; returns the figures."""
-    loaders = mnist_loaders(batch_size=64, seed=0)
-    ann, history = _trained(name, out, epochs, loaders, input_noise, cosine)
+    loaders = mnist_loaders(batch_size=64, seed=train_seed)
+    ann, history = _trained(name, out, epochs, loaders, input_noise, cosine, train_seed)
     test = [(x, y) for x, y in loaders[2]]
     if test_limit is not None:
         flat_x, flat_y = torch.cat([x for x, _ in test])[:test_limit], torch.cat([y for _, y in test])[:test_limit]
@@ -163,7 +171,7 @@ def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (3
                            "ann_acc": evaluate(ann, test), "percentile": percentile, "v_init": v_init,
                            "channelwise": channelwise, "bias_correction": correction_samples if bias_correction else 0,
                            "input_noise": input_noise, "poisson_seed": poisson_seed,
-                           "lr_schedule": "cosine" if cosine else "constant"}
+                           "lr_schedule": "cosine" if cosine else "constant", "train_seed": train_seed}
     calib = [x for i, (x, _) in enumerate(loaders[0]) if i < 100]
     correction = ({"bias_correction": True, "correction_samples": correction_samples, "calibration": calib, "progress": True}
                   if bias_correction else {})
@@ -171,7 +179,8 @@ def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (3
     row["ann_seed4_acc"] = evaluate(hw, test)
     row["snn"], row["sj"] = {}, {}
     if qcfs:
-        row["qcfs"] = _qcfs_rows(name, ann, out, epochs, qcfs, qcfs_epochs, loaders, calib, test, timesteps,
+        row["qcfs"] = _qcfs_rows(name, _stem(name, epochs, input_noise, cosine, train_seed), ann, out, qcfs,
+                                 qcfs_epochs, loaders, calib, test, timesteps,
                                  correction, poisson_seed)
     for t in timesteps if percentile_snn else ():
         snn = xbar.to_snn(hw, calibration=calib, timesteps=t, norm="percentile", percentile=percentile,
@@ -191,12 +200,12 @@ def check(name: str, out: Path, epochs: int = 3, timesteps: tuple[int, ...] = (3
 
 def table(rows: list[dict]) -> str:
     """The printed summary: accuracies in percent on the stated test images."""
-    lines = ["model    train lr  test images  train noise F  spike seed  pct    v_init  bias corr.  ANN %   ANN on seed-4bit %  " + "  ".join(
+    lines = ["model    train lr  train seed  test images  train noise F  spike seed  pct    v_init  bias corr.  ANN %   ANN on seed-4bit %  " + "  ".join(
         f"SNN T={t} %  sj T={t} %" for t in rows[0]["snn"])]
     for r in rows:
         cells = "  ".join(f"{100 * r['snn'][t]['acc']:>9.2f}  " + (f"{100 * r['sj'][t]['acc']:>8.2f}" if t in r["sj"]
                                                                      else f"{'-':>8}") for t in r["snn"])
-        lines.append(f"{r['model']:<8} {r.get('lr_schedule', 'constant'):<8}  {r['test_samples']:>11}  {r.get('input_noise', 0) or 'none':>13}  "
+        lines.append(f"{r['model']:<8} {r.get('lr_schedule', 'constant'):<8}  {r.get('train_seed', 0):>10}  {r['test_samples']:>11}  {r.get('input_noise', 0) or 'none':>13}  "
                      f"{r.get('poisson_seed', 1):>10}  {r.get('percentile', 99.9):<5g}  {r.get('v_init', 0.0):<6g}  "
                      f"{(str(r['bias_correction']) + ' imgs') if r.get('bias_correction') else 'no':<10}  "
                      f"{100 * r['ann_acc']:5.2f}  {100 * r['ann_seed4_acc']:>18.2f}  "
@@ -229,6 +238,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="xbar's conversions also correct their biases (to_snn(bias_correction=True))")
     p.add_argument("--correction-samples", type=int, default=512,
                    help="calibration images for --bias-correction (default 512)")
+    p.add_argument("--train-seed", type=int, default=0,
+                   help="seed of the ANN's initial weights, batch order and calibration batches (default 0)")
     p.add_argument("--cosine", action="store_true",
                    help="train the ANN with the learning rate decaying from 1e-3 to 0 along a cosine "
                         "(default: constant 1e-3)")
@@ -238,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(check(name, args.out, args.epochs, tuple(args.timesteps), args.test_limit, not args.no_sj,
                           args.percentile, args.v_init, args.channelwise, args.qcfs, args.qcfs_epochs,
                           not args.qcfs_only, args.bias_correction, args.correction_samples, args.input_noise,
-                          args.poisson_seed, args.cosine))
+                          args.poisson_seed, args.cosine, args.train_seed))
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "graph_acceptance.json").write_text(json.dumps(rows, indent=1))
         print(table(rows), flush=True)
