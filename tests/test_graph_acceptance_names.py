@@ -3,7 +3,7 @@ is the one earlier runs wrote) and the table names each row's training."""
 
 from __future__ import annotations
 
-from experiments.graph_acceptance import _stem, table
+from xbar.experiments.graph_acceptance import _stem, table
 
 
 def test_cache_names() -> None:
