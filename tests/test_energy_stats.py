@@ -50,3 +50,11 @@ def test_binary_check_sees_analog_in_any_row() -> None:
         bad = flat.clone()
         bad[row, 1] = 0.5
         assert not _is_binary(bad)
+
+
+def test_half_precision_counts_exact() -> None:
+    """601 rows of bfloat16 values: counted exactly (601 is no bfloat16 number)."""
+    flat = torch.ones(601, 3, dtype=torch.bfloat16)
+    flat[:, 1] = 0.5
+    nz, sq = _analog_stats(flat)
+    assert nz.tolist() == [601.0] * 3 and sq.tolist() == [601.0, 150.25, 601.0]

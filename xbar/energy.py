@@ -122,15 +122,16 @@ def _is_binary(flat: torch.Tensor) -> bool:
 def _analog_stats(flat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per input position of ``flat [R, ...]``: non-zero count and sum of squares, float64.
 
-    Each block of rows (:func:`_row_chunks`) is summed in the input's dtype and the blocks are
-    added in float64: the counts are exact (float32 sums of at most ``2**24`` ones are), the
-    squares and their sums carry float32 rounding within a block (about 1e-7 relative).
+    A float32 input is summed in float32 block by block of rows (:func:`_row_chunks`) and the
+    blocks are added in float64: the counts are exact (float32 sums of at most ``2**24`` ones
+    are), the squares and their sums carry float32 rounding within a block (about 1e-7
+    relative). Other dtypes are counted exactly and squared in float64.
     """
     nz = torch.zeros(flat.shape[1:], dtype=torch.float64, device=flat.device)
     sq = torch.zeros_like(nz)
     buf: torch.Tensor | None = None
     for c in _row_chunks(flat):
-        if not c.is_floating_point() or c.dtype == torch.float64:
+        if c.dtype != torch.float32:  # half-precision sums of ones stop being exact at 256
             nz += torch.count_nonzero(c, 0)
             sq += c.to(torch.float64).square_().sum(0)
             continue

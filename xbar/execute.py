@@ -164,11 +164,12 @@ def fused_if(stage: IFNeuron, h: torch.Tensor, compiled: bool,
     with torch.no_grad():
         v0 = stage.initial_potential(h[0]) if stage.v is None else stage.v.detach().clone()
         res = _scan_compiled(h, th, v0, subtract) if compiled and not divide else None
-        if res is not None and count is not None:
-            count.add_(spike_total(res[0].to(h.dtype)))
         spikes, v = res if res is not None else _scan(h, th, v0, subtract, divide, count=count)[:2]
+        spikes = spikes.to(h.dtype)
+        if res is not None and count is not None:  # the compiled scan does not count
+            count.add_(spike_total(spikes))
     stage.v = v
-    return spikes.to(h.dtype)
+    return spikes
 
 
 def spike_total(spikes: torch.Tensor) -> torch.Tensor:

@@ -44,12 +44,12 @@ def _scan(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor, subtract: bool, di
     thf = th if th.numel() == 1 else th.expand(x.shape[1:]).reshape(-1)
     size = vf.numel()
     step = _SCAN_CHUNK if x.device.type == "cpu" else max(size, 1)
+    wide = torch.float64 if x.dtype == torch.float64 else torch.float32  # exact for 2**24 ones
+    part = torch.empty((), dtype=wide, device=x.device) if count is not None else None
     for c0 in range(0, size, step):
         c1 = min(size, c0 + step)
         vc, tc = vf[c0:c1], (thf if thf.dim() == 0 else thf[c0:c1])
         u = torch.empty_like(vc) if divide else None
-        wide = torch.float64 if x.dtype == torch.float64 else torch.float32  # exact for 2**24 ones
-        part = torch.empty((), dtype=wide, device=x.device) if count is not None else None
         xs, ss = xf[:, c0:c1].unbind(0), sf[:, c0:c1].unbind(0)
         ps = pf[:, c0:c1].unbind(0) if pf is not None else None
         for t in range(steps):
