@@ -203,3 +203,18 @@ def test_a_converted_graph_trains_by_bptt(device):
     grads = {n: p.grad for n, p in snn.named_parameters()}
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads.values())
     assert grads["block.conv2.weight"].abs().sum() > 0 and grads["stem.weight"].abs().sum() > 0
+
+
+def test_window_pool_matrix_product_is_bitwise_avg_pool():
+    """The matrix-product pool of contiguous spikes / counts (power-of-two windows scaled in the
+    matrix, others divided afterwards) equals ``F.avg_pool2d`` bit for bit, float32 and float64."""
+    gen = torch.Generator().manual_seed(1)
+    for dtype in (torch.float32, torch.float64):
+        for x in ((torch.rand(6, 4, 12, 12, generator=gen) < 0.4).to(dtype),
+                  torch.randint(0, 9, (3, 2, 24, 12), generator=gen).to(dtype)):
+            for k in (2, 3, 4, (2, 3), (3, 1), (1, 4), (4, 2)):
+                pool = nn.AvgPool2d(k)
+                got = fast_avg_pool2d(pool, x, integers=True)
+                assert got.shape == pool(x).shape and torch.equal(got, pool(x)), (dtype, k)
+    ones = torch.ones(1, 1, 4, 4)
+    assert torch.equal(fast_avg_pool2d(nn.AvgPool2d(2), ones[..., :2], integers=True), torch.ones(1, 1, 2, 1))

@@ -20,6 +20,10 @@ batched products.
 
 * the IF scan (:mod:`xbar.scan`), used for every IF layer without foreign hooks and with a
   Heaviside forward;
+* fused blocks (:mod:`xbar.fusion`): a layer read only by an IF layer, itself read only by a
+  tiling ``AvgPool2d``, runs as one block (:func:`_run_block`): the crossbar's current scale is
+  applied inside the scan, its NaN / infinity check is done on the scan's final potential, and
+  the spikes are pooled step by step while in the cache (:mod:`xbar.scan_pool`);
 * the event-driven first layer (:mod:`xbar.events`): Poisson events fed straight into a first
   ``Linear`` (after default ``Flatten`` s) that is the input's only reader;
 * the tail on the mean: when only the time average is asked for, the affine nodes between the
@@ -50,12 +54,16 @@ from .chip import ReadNoiseHold
 from .conv_batch import conv
 from .encoding import SpikeEvents
 from .events import event_linear
+from .fusion import Block, blocks
 from .graph import Graph, Node
+from .graph_ops import digital, merge, nonzero, shape_op, spike_total
 from .layers import CROSSBAR_TYPES, CrossbarLinear, _CrossbarMixin
 from .neurons import IFNeuron
 from .observers import InputStats, observers_of
-from .pooling import SpikingMaxPool, fast_avg_pool2d
+from .pooling import SpikingMaxPool, fast_avg_pool2d, tiling_window
 from .scan import _IFScanFunction, _heaviside_forward, _scan, _scan_compiled, _sigmoid_surrogate
+from .scan_pool import scan_avg_pool
+from .validation import check_layer_input, layer_label, set_value_checks
 
 TILE_ELEMENTS = 1 << 22  # values in the largest tensor of a tile (16 MB of float32)
 _SYNAPTIC = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -172,19 +180,6 @@ def fused_if(stage: IFNeuron, h: torch.Tensor, compiled: bool,
     return spikes
 
 
-def spike_total(spikes: torch.Tensor) -> torch.Tensor:
-    """Number of spikes in binary ``spikes``, exact (float32 sums below ``2**24`` are exact)."""
-    with torch.no_grad():
-        if spikes.numel() < 2 ** 24:
-            return spikes.sum().to(torch.float64)
-        return spikes.to(torch.float64).sum()
-
-
-def _nonzero(h: torch.Tensor, binary: bool) -> torch.Tensor:
-    with torch.no_grad():
-        return spike_total(h) if binary else torch.count_nonzero(h).to(torch.float64)
-
-
 # -- the plan -----------------------------------------------------------------------------------
 
 @dataclass
@@ -196,6 +191,7 @@ class _Plan:
     last_use: dict[str, int]
     bc: int
     tc: int
+    blocks: dict = field(default_factory=dict)  # layer name -> xbar.fusion.Block
 
 
 def _event_chain(graph: Graph, net: Any, x: Any, observers: list[Any]) -> list[Node]:
@@ -328,13 +324,16 @@ def _plan(net: Any, x: Any, binary: bool, mean: bool, observers: list[Any], capt
         last_use[name] = len(run)
     skip = tail_names | (({graph.nodes[0].name} | chain_names) - {chain[-1].name} if chain else set())
     bc, tc = _tiles(net, x, skip, grad, keep_state)
-    return _Plan(run, tail, frontier, chain, last_use, bc, tc)
+    fused = {} if grad or net.compiled else blocks(net, run, keep)
+    return _Plan(run, tail, frontier, chain, last_use, bc, tc, fused)
 
 
 # -- running nodes ------------------------------------------------------------------------------
 
-def _call(module: nn.Module, h: torch.Tensor, currents: bool, binary: bool, observers: list[Any]) -> torch.Tensor:
-    """A stateless module on every step of ``h [t, b, ...]`` at once."""
+def _call(module: nn.Module, h: torch.Tensor, currents: bool, binary: bool, observers: list[Any],
+          gain: list | None = None) -> torch.Tensor:
+    """A stateless module on every step of ``h [t, b, ...]`` at once. With ``gain`` (a list),
+    a crossbar's one-element current scale is appended to it instead of applied."""
     t, b = h.shape[0], h.shape[1]
     metered = metered_module(module) if observers and binary else None
     for obs in observers if metered is not None else ():
@@ -345,7 +344,11 @@ def _call(module: nn.Module, h: torch.Tensor, currents: bool, binary: bool, obse
         if type(module) in _TORCH_CONVS and module.padding_mode == "zeros" and hook_free(module, []):
             y = conv(flat, module.weight, module.bias, module.stride, module.padding, module.dilation, module.groups)
         if y is None and currents and not torch.is_grad_enabled() and type(module).currents is _CrossbarMixin.currents:
-            y = module(flat).mul_(module.current_scale())  # what module.currents(flat) computes, in place
+            scale = module.current_scale()
+            y = module(flat)  # what module.currents(flat) computes, in place (or left to the caller)
+            y = y.mul_(scale) if gain is None or scale.numel() != 1 else y
+            if gain is not None and scale.numel() == 1:
+                gain.append(scale)
         elif y is None:
             y = module.currents(flat) if currents else module(flat)
     finally:
@@ -366,61 +369,67 @@ def _run_neuron(stage: IFNeuron, h: torch.Tensor, observers: list[Any], compiled
     return spikes, True
 
 
-def _analog_count(h: torch.Tensor, known: bool) -> torch.Tensor | float:
-    """Entries of ``h`` other than 0 and 1 (each needs a multiply by a merge factor; a 1 adds
-    the factor itself): 0 when ``h`` is known to be spikes."""
-    if known:
-        return 0.0
-    with torch.no_grad():
-        return torch.count_nonzero(h * (h - 1.0)).to(torch.float64)
-
-
-def _digital(observers: list[Any], node: Node, field_name: str, count: Any) -> None:
+def _run_block(net: Any, block: Block, h: torch.Tensor, known: bool, wiring: Wiring,
+               observers: list[Any]) -> tuple[str, torch.Tensor, bool] | None:
+    """Run ``layer -> IF [-> AvgPool2d]`` fused (:mod:`xbar.fusion`): the layer's current scale
+    applied inside the scan, a crossbar's NaN / infinity check of its output done on the
+    scan's final potential, the spikes pooled step by step. Returns ``(name, value, binary)``
+    of the block's last node, or None (nothing run) when it cannot be fused."""
+    stage = net.get_submodule(block.neuron.target)
+    if torch.is_grad_enabled() or stage.surrogate is not None or not _fuses(stage, observers, False):
+        return None
+    layer = net.get_submodule(block.layer.target)
+    pool = net.get_submodule(block.pool.target) if block.pool is not None else None
+    if pool is not None and not hook_free(pool, observers):
+        return None
+    crossbar = isinstance(layer, CROSSBAR_TYPES)
+    checks = set_value_checks(False) if crossbar else False
+    gain: list = []
+    try:
+        y = _call(layer, h, block.layer.name in wiring.currents, known, observers, gain)
+    finally:
+        if crossbar:
+            set_value_checks(checks)
+    th = stage._threshold_for(y[0])
+    subtract = stage.reset_mode == "subtract"
+    v0 = stage.initial_potential(y[0]) if stage.v is None else stage.v.detach().clone()
+    total = torch.zeros((), dtype=torch.float64, device=y.device) if observers else None
+    window = tiling_window(pool, y.shape) if pool is not None else None
+    if window is not None and y.dim() == 5 and y.dtype in (torch.float32, torch.float64) and y.is_contiguous():
+        out, v = scan_avg_pool(y, th, v0, subtract, window, gain[0] if gain else None, total)
+        last, binary = block.pool.name, False
+    else:
+        out, v, _ = _scan(y, th, v0, subtract, False, count=total, gain=gain[0] if gain else None)
+        last, binary = block.neuron.name, True
+    stage.v = v
     for obs in observers:
-        obs.record_digital(node.name, field_name, count)
-
-
-def _merge(node: Node, hs: list[torch.Tensor], known: list[bool], wiring: Wiring,
-           observers: list[Any]) -> torch.Tensor:
-    factors = wiring.factors.get(node.name, [1.0] * len(hs))
-    if node.op == "cat":
-        dim = node.arg("dim")
-        dim = dim + 1 if dim >= 0 else dim
-        parts = [h if f == 1.0 else h * f for h, f in zip(hs, factors)]
-        if observers:
-            muls = sum((_analog_count(h, k) for h, f, k in zip(hs, factors, known) if f != 1.0), 0.0)
-            _digital(observers, node, "scale_muls", muls)
-        return torch.cat(parts, dim)
-    ref = wiring.reference.get(node.name, 0)
-    out = hs[ref] if factors[ref] == 1.0 else hs[ref] * factors[ref]
-    for i, (h, f) in enumerate(zip(hs, factors)):
-        if i != ref:
-            out = torch.add(out, h, alpha=f) if f != 1.0 else out + h
-    if observers:
-        adds = sum((_nonzero(h, k) for i, (h, k) in enumerate(zip(hs, known)) if i != ref), 0.0)
-        muls = sum((_analog_count(h, k) for h, f, k in zip(hs, factors, known) if f != 1.0), 0.0)
-        _digital(observers, node, "merge_adds", adds)
-        _digital(observers, node, "scale_muls", muls)
-    return out
-
-
-def _shape_op(node: Node, h: torch.Tensor) -> torch.Tensor:
-    t, b = h.shape[0], h.shape[1]
-    if node.op == "reshape":
-        return h.reshape(t, b, *node.arg("shape"))
-    if node.op == "permute":
-        return h.permute(0, *(d + 1 for d in node.arg("dims")))
-    dims = tuple(d + 1 if d >= 0 else d for d in node.arg("dims"))
-    return h.mean(dims, keepdim=bool(node.arg("keepdim")))
+        obs.record_neuron(stage, y.numel(), total)
+    if checks and not bool(torch.isfinite(v.sum())) and not bool(torch.isfinite(v).all()):
+        # a NaN or infinite current stays in the potential (validation.check_layer_output's words)
+        check_layer_input(layer, h.reshape(-1, *h.shape[2:]))
+        raise ValueError(f"output of {layer_label(layer)}: overflowed to NaN/infinity for finite input "
+                         f"(max |x| = {float(h.abs().max()):.4g}); scale the input down or use a wider dtype")
+    return last, out, binary
 
 
 def _run_nodes(net: Any, nodes: list[Node], values: dict[str, torch.Tensor], known: dict[str, bool],
-               wiring: Wiring, observers: list[Any], last_use: dict[str, int] | None) -> None:
-    """Run ``nodes`` in order on ``values`` (``[t, b, ...]`` tensors, updated in place)."""
+               wiring: Wiring, observers: list[Any], last_use: dict[str, int] | None,
+               blocks: dict[str, Block] | None = None) -> None:
+    """Run ``nodes`` in order on ``values`` (``[t, b, ...]`` tensors, updated in place), the
+    ``blocks`` (:mod:`xbar.fusion`) fused where they can be (:func:`_run_block`)."""
+    done: set[str] = set()
     for i, node in enumerate(nodes):
-        hs = [values[n] for n in node.inputs]
-        ks = [known[n] for n in node.inputs]
-        if node.op == "module":
+        hs = [values[n] for n in node.inputs] if node.name not in done else []
+        ks = [known[n] for n in node.inputs] if node.name not in done else []
+        block = blocks.get(node.name) if blocks else None
+        res = _run_block(net, block, hs[0], ks[0], wiring, observers) if block is not None else None
+        if node.name in done:
+            pass  # computed inside a fused block
+        elif res is not None:
+            last, out, binary = res
+            done.update(b.name for b in (block.neuron, block.pool) if b is not None)
+            node = next(b for b in (block.neuron, block.pool) if b is not None and b.name == last)
+        elif node.op == "module":
             m = net.get_submodule(node.target)
             if isinstance(m, IFNeuron):
                 out, binary = _run_neuron(m, hs[0], observers, net.compiled)
@@ -430,17 +439,18 @@ def _run_nodes(net: Any, nodes: list[Node], values: dict[str, torch.Tensor], kno
                 out = _call(m, hs[0], node.name in wiring.currents, ks[0], observers)
                 binary = ks[0] and isinstance(m, _PASSTHROUGH)
         elif node.op in ("add", "cat"):
-            out, binary = _merge(node, hs, ks, wiring, observers), False
+            out, binary = merge(node, hs, ks, wiring, observers), False
         elif node.op == "scale":
             mult = wiring.multiplier.get(node.name, 1.0)
             out, binary = (hs[0], ks[0]) if mult == 1.0 else (hs[0] * mult, False)
             if mult != 1.0 and observers:  # a sign change of every non-zero value
-                _digital(observers, node, "scale_muls", _nonzero(hs[0], ks[0]))
+                digital(observers, node, "scale_muls", nonzero(hs[0], ks[0]))
         else:
-            out, binary = _shape_op(node, hs[0]), ks[0] and node.op != "mean"
-        values[node.name], known[node.name] = out, binary
+            out, binary = shape_op(node, hs[0]), ks[0] and node.op != "mean"
+        if nodes[i].name not in done:
+            values[node.name], known[node.name] = out, binary
         if last_use is not None:
-            for n in node.inputs:
+            for n in nodes[i].inputs:
                 if last_use.get(n, -1) <= i:
                     values.pop(n, None)
 
@@ -505,7 +515,7 @@ def execute(net: Any, x: torch.Tensor | SpikeEvents, wiring: Wiring, binary: boo
             for t0 in range(0, steps, plan.tc):
                 part = xb.steps(t0, min(steps, t0 + plan.tc)) if isinstance(xb, SpikeEvents) else xb[t0:t0 + plan.tc]
                 values, known = _start(net, plan, part, src, binary, observers)
-                _run_nodes(net, plan.run, values, known, wiring, observers, plan.last_use)
+                _run_nodes(net, plan.run, values, known, wiring, observers, plan.last_use, plan.blocks)
                 if capture is not None:
                     capture[1](values[capture[0]])
                     continue

@@ -29,7 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SpikingMaxPool", "spiking_maxpool_step"]
+__all__ = ["SpikingMaxPool", "fast_avg_pool2d", "spiking_maxpool_step", "tiling_window",
+           "window_pool_into"]
 
 
 def _tuple(v: int | tuple, dims: int) -> tuple[int, ...]:
@@ -159,6 +160,19 @@ def _pair(v: int | tuple) -> tuple[int, int]:
     return tuple(v) if isinstance(v, (tuple, list)) else (int(v), int(v))
 
 
+def tiling_window(pool: nn.Module, shape: tuple[int, ...] | torch.Size) -> tuple[int, int] | None:
+    """``(k_h, k_w)`` when ``pool`` is an ``nn.AvgPool2d`` whose windows tile maps of
+    ``shape [..., H, W]`` exactly (stride = kernel, no padding, no divisor override, sides
+    divisible); None otherwise."""
+    if type(pool) is not nn.AvgPool2d or pool.divisor_override is not None or len(shape) < 2:
+        return None
+    kh, kw = _pair(pool.kernel_size)
+    sh, sw = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
+    if (sh, sw) != (kh, kw) or _pair(pool.padding) != (0, 0) or shape[-2] % kh or shape[-1] % kw:
+        return None
+    return kh, kw
+
+
 def fast_avg_pool2d(pool: nn.Module, x: torch.Tensor, integers: bool = False) -> torch.Tensor | None:
     """``pool(x)`` for an ``nn.AvgPool2d`` whose windows tile the input exactly (stride = kernel,
     no padding, sides divisible), as a sum of ``k_h * k_w`` strided slices in the window's
@@ -166,19 +180,56 @@ def fast_avg_pool2d(pool: nn.Module, x: torch.Tensor, integers: bool = False) ->
     times faster on the CPU. None when the pool is not of that kind.
 
     With ``integers`` (the caller knows ``x`` holds small integers, such as spikes, whose window
-    sums float32 holds exactly) the rows of each window are summed first and then the rows'
-    sums: fewer passes over ``x``, the same values (every partial sum is exact).
+    sums float32 holds exactly), a contiguous float32/float64 ``x`` is pooled by one matrix
+    product (:func:`_window_pool`); other inputs sum the rows of each window first and then the
+    rows' sums. Both give the same values as ``F.avg_pool2d``: every product and partial sum is
+    exact, so the order of the additions does not matter.
     """
-    if type(pool) is not nn.AvgPool2d or x.dim() != 4 or pool.divisor_override is not None:
+    window = tiling_window(pool, x.shape) if x.dim() == 4 else None
+    if window is None:
         return None
-    kh, kw = _pair(pool.kernel_size)
-    sh, sw = _pair(pool.stride if pool.stride is not None else pool.kernel_size)
-    if (sh, sw) != (kh, kw) or _pair(pool.padding) != (0, 0) or x.shape[-2] % kh or x.shape[-1] % kw:
-        return None
+    kh, kw = window
     if integers and kh * kw > 1:
+        if x.dtype in (torch.float32, torch.float64) and x.is_contiguous() and x.numel():
+            return _window_pool(x, kh, kw)
         rows = _slice_sum([x[..., dx::kw] for dx in range(kw)])  # [.., H, W / kw]
         return _slice_sum([rows[:, :, dy::kh] for dy in range(kh)]).div_(kh * kw)
     return _slice_sum([x[:, :, dy::kh, dx::kw] for dy in range(kh) for dx in range(kw)]).div_(kh * kw)
+
+
+def _window_pool(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """Average pool of a contiguous ``x [N, C, H, W]`` of small integers over tiling
+    ``kh x kw`` windows, into a new tensor (:func:`window_pool_into`)."""
+    n, c, h, w = x.shape
+    out = torch.empty((n, c, h // kh, w // kw), dtype=x.dtype, device=x.device)
+    return window_pool_into(x, kh, kw, out)
+
+
+def window_pool_into(x: torch.Tensor, kh: int, kw: int, out: torch.Tensor) -> torch.Tensor:
+    """``out[:] = avg_pool2d(x, (kh, kw))`` for contiguous ``x [N, C, H, W]`` of small integers
+    and contiguous ``out [N, C, H / kh, W / kw]``, as ``x.view(-1, kh * W) @ M``: each row of
+    the view holds the ``kh`` image rows of one band of windows, and ``M [kh * W, W / kw]`` has
+    ``1 / (kh kw)`` (a power of two: exact) or 1 (then divided afterwards) where a pixel lies in
+    a window and 0 elsewhere. On 2 cores, 864 x 6 x 28 x 28 spikes pool in 0.65 ms against
+    0.89 ms for the slices of :func:`fast_avg_pool2d`. Returns ``out``."""
+    w = x.shape[-1]
+    size = kh * kw
+    exact = size & (size - 1) == 0
+    m = _window_matrix(w, kh, kw, 1.0 / size if exact else 1.0, x.dtype, x.device)
+    torch.mm(x.view(-1, kh * w), m, out=out.view(-1, w // kw))
+    return out if exact else out.div_(size)
+
+
+_MATRICES: dict[tuple, torch.Tensor] = {}
+
+
+def _window_matrix(w: int, kh: int, kw: int, value: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    key = (w, kh, kw, value, dtype, device)
+    if key not in _MATRICES:
+        cols = torch.arange(w, device=device) // kw  # the window of each pixel of a row
+        band = (cols.unsqueeze(1) == torch.arange(w // kw, device=device)).to(dtype) * value
+        _MATRICES[key] = band.repeat(kh, 1)  # [kh * w, w / kw]: the same for every row of a band
+    return _MATRICES[key]
 
 
 def _slice_sum(parts: list[torch.Tensor]) -> torch.Tensor:

@@ -14,7 +14,7 @@ _SCAN_CHUNK = 131072  # CPU: neurons per chunk of the IF scan (4 x ATen's parall
 
 
 def _scan(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor, subtract: bool, divide: bool,
-          keep_pre: bool = False, count: torch.Tensor | None = None
+          keep_pre: bool = False, count: torch.Tensor | None = None, gain: torch.Tensor | None = None
           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """In-place IF scan over ``x [T, B, ...]`` from potential ``v`` (overwritten).
 
@@ -30,6 +30,9 @@ def _scan(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor, subtract: bool, di
     With ``count`` (a float64 scalar tensor), the number of spikes is added to it, each step's
     chunk summed while it is in the cache (an energy meter's spike count without another pass
     over ``spikes``); exact: float32 sums of at most ``2**24`` ones are.
+
+    With ``gain`` (a one-element tensor), each step of ``x`` is first multiplied by
+    it in place, while in the cache: bitwise ``x.mul_(gain)`` before the scan, one pass less.
 
     Returns:
         ``(spikes, v, pre)``: spikes ``[T, B, ...]`` (dtype of ``x``), the final potential and,
@@ -54,7 +57,8 @@ def _scan(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor, subtract: bool, di
         ps = pf[:, c0:c1].unbind(0) if pf is not None else None
         for t in range(steps):
             s = ss[t]
-            cur = torch.add(vc, xs[t], out=ps[t]) if ps is not None else vc.add_(xs[t])
+            xt = xs[t] if gain is None else xs[t].mul_(gain)
+            cur = torch.add(vc, xt, out=ps[t]) if ps is not None else vc.add_(xt)
             if divide:
                 torch.ge(torch.sub(cur, tc, out=u).div_(tc), 0, out=s)
             else:
