@@ -32,7 +32,9 @@ def scan_avg_pool(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor, subtract: 
     Fire when ``v + x >= th``, then ``v -= s * th`` (``subtract``) or ``v -= v * s`` (reset to
     zero), as :func:`xbar.scan._scan` without a surrogate's division. ``th``: a scalar or a
     tensor broadcastable to ``[B, C, H, W]``. ``count`` (a float64 scalar tensor): the number
-    of spikes is added to it, each step's block summed while in the cache.
+    of spikes is added to it, exactly: for windows of a power-of-two size as ``size`` times the
+    float64 sum of the pooled values (each a multiple of ``1 / size``, exact), otherwise by
+    summing each step's block of spikes while in the cache.
 
     Returns:
         ``(pooled, v)``: ``pooled [T, B, C, H / kh, W / kw]`` (dtype of ``x``) and the final
@@ -53,7 +55,9 @@ def scan_avg_pool(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor, subtract: 
     pooled = torch.empty((steps, batch, c, h // kh, w // kw), dtype=x.dtype, device=x.device)
     thb = th if th.numel() == 1 else th.expand(x.shape[1:])
     block = max(1, _SCAN_CHUNK // max(1, c * h * w)) if x.device.type == "cpu" else max(batch, 1)
-    part = torch.empty((), dtype=x.dtype, device=x.device) if count is not None else None
+    size = kh * kw
+    from_pool = count is not None and size & (size - 1) == 0  # pooled values n / size: exact
+    part = torch.empty((), dtype=x.dtype, device=x.device) if count is not None and not from_pool else None
     for b0 in range(0, batch, block):
         b1 = min(batch, b0 + block)
         vb = v[b0:b1]
@@ -70,4 +74,6 @@ def scan_avg_pool(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor, subtract: 
             if part is not None:
                 count.add_(torch.sum(s.view(-1), 0, dtype=x.dtype, out=part))
             window_pool_into(s, kh, kw, pooled[t, b0:b1])
+    if from_pool:  # every spike is 1 / size of a pooled value: one float64 sum of the pooled tile
+        count.add_(pooled.sum(dtype=torch.float64).mul_(size))
     return pooled, v
