@@ -210,8 +210,9 @@ def window_pool_into(x: torch.Tensor, kh: int, kw: int, out: torch.Tensor) -> to
     and contiguous ``out [N, C, H / kh, W / kw]``, as ``x.view(-1, kh * W) @ M``: each row of
     the view holds the ``kh`` image rows of one band of windows, and ``M [kh * W, W / kw]`` has
     ``1 / (kh kw)`` (a power of two: exact) or 1 (then divided afterwards) where a pixel lies in
-    a window and 0 elsewhere. On 2 cores, 864 x 6 x 28 x 28 spikes pool in 0.65 ms against
-    0.89 ms for the slices of :func:`fast_avg_pool2d`. Returns ``out``."""
+    a window and 0 elsewhere. On 2 cores, 864 x 6 x 28 x 28 spikes pool in 0.70 ms against
+    1.83 ms for the slices and 3.70 ms for ``F.avg_pool2d`` (``benchmarks/test_bench_pool.py``).
+    Returns ``out``."""
     w = x.shape[-1]
     size = kh * kw
     exact = size & (size - 1) == 0
