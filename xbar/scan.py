@@ -63,13 +63,18 @@ def _scan(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor, subtract: bool, di
                 torch.ge(torch.sub(cur, tc, out=u).div_(tc), 0, out=s)
             else:
                 torch.ge(cur, tc, out=s)
-            if subtract:
-                torch.addcmul(cur, s, tc, value=-1.0, out=vc)
-            else:
-                torch.addcmul(cur, cur, s, value=-1.0, out=vc)
+            reset_into(cur, s, tc, subtract, vc)
             if part is not None:
                 count.add_(torch.sum(s, 0, dtype=wide, out=part))
     return spikes, v, pre
+
+
+def reset_into(cur: torch.Tensor, s: torch.Tensor, th: torch.Tensor, subtract: bool, v: torch.Tensor) -> None:
+    """``v = cur - s * th`` (``subtract``) or ``v = cur - cur * s`` (reset to zero), one ``addcmul``."""
+    if subtract:
+        torch.addcmul(cur, s, th, value=-1.0, out=v)
+    else:
+        torch.addcmul(cur, cur, s, value=-1.0, out=v)
 
 
 def _scan_pure(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from .pooling import window_pool_into
-from .scan import _SCAN_CHUNK
+from .scan import _SCAN_CHUNK, reset_into
 
 __all__ = ["scan_avg_pool"]
 
@@ -67,10 +67,7 @@ def scan_avg_pool(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor, subtract: 
             xt = x[t, b0:b1]
             cur = vb.add_(xt if gain is None else xt.mul_(gain))
             torch.ge(cur, tb, out=s)
-            if subtract:
-                torch.addcmul(cur, s, tb, value=-1.0, out=vb)
-            else:
-                torch.addcmul(cur, cur, s, value=-1.0, out=vb)
+            reset_into(cur, s, tb, subtract, vb)
             if part is not None:
                 count.add_(torch.sum(s.view(-1), 0, dtype=x.dtype, out=part))
             window_pool_into(s, kh, kw, pooled[t, b0:b1])
