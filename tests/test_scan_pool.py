@@ -136,3 +136,17 @@ def test_scan_gain_is_the_multiplication_before_it(monkeypatch, subtract):
     ref = _scan(x * gain, th, v.clone(), subtract, False)
     got = _scan(x.clone(), th, v.clone(), subtract, False, gain=gain)
     assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]) and got[0].sum() > 0
+
+
+def test_deferred_checks_are_this_threads_only():
+    import threading
+
+    from xbar.validation import value_checks_deferred, value_checks_enabled
+
+    seen = []
+    with value_checks_deferred() as must_check:
+        assert must_check and not value_checks_enabled()
+        worker = threading.Thread(target=lambda: seen.append(value_checks_enabled()))
+        worker.start()
+        worker.join()
+    assert seen == [True] and value_checks_enabled()

@@ -43,6 +43,7 @@ reports the digital work of nodes that are not modules (merge adds, scale multip
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -63,7 +64,7 @@ from .observers import InputStats, observers_of
 from .pooling import SpikingMaxPool, fast_avg_pool2d, tiling_window
 from .scan import _IFScanFunction, _heaviside_forward, _scan, _scan_compiled, _sigmoid_surrogate
 from .scan_pool import scan_avg_pool
-from .validation import check_layer_input, layer_label, set_value_checks
+from .validation import check_layer_input, layer_label, value_checks_deferred
 
 TILE_ELEMENTS = 1 << 22  # values in the largest tensor of a tile (16 MB of float32)
 _SYNAPTIC = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -383,13 +384,9 @@ def _run_block(net: Any, block: Block, h: torch.Tensor, known: bool, wiring: Wir
     if pool is not None and not hook_free(pool, observers):
         return None
     crossbar = isinstance(layer, CROSSBAR_TYPES)
-    checks = set_value_checks(False) if crossbar else False
     gain: list = []
-    try:
+    with value_checks_deferred() if crossbar else contextlib.nullcontext(False) as checks:
         y = _call(layer, h, block.layer.name in wiring.currents, known, observers, gain)
-    finally:
-        if crossbar:
-            set_value_checks(checks)
     th = stage._threshold_for(y[0])
     subtract = stage.reset_mode == "subtract"
     v0 = stage.initial_potential(y[0]) if stage.v is None else stage.v.detach().clone()

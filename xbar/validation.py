@@ -54,13 +54,16 @@ bit.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Iterable
+import threading
+from typing import Any, Iterable, Iterator
 
 import torch
 from torch import nn
 
 _VALUE_CHECKS = True
+_THREAD = threading.local()  # value_checks_deferred(): this thread's scans are done by the caller
 
 
 def set_value_checks(enabled: bool) -> bool:
@@ -80,8 +83,22 @@ def set_value_checks(enabled: bool) -> bool:
 
 
 def value_checks_enabled() -> bool:
-    """Whether NaN / infinity scans run (off while ``torch.compile`` traces)."""
-    return _VALUE_CHECKS and not torch.compiler.is_compiling()
+    """Whether NaN / infinity scans run (off while ``torch.compile`` traces, and in a thread
+    inside :func:`value_checks_deferred`)."""
+    return _VALUE_CHECKS and not getattr(_THREAD, "deferred", False) and not torch.compiler.is_compiling()
+
+
+@contextlib.contextmanager
+def value_checks_deferred() -> Iterator[bool]:
+    """Skip the NaN / infinity scans in this thread only, for a caller that checks the values
+    itself afterwards (the executor's fused blocks). Yields whether the scans were on, i.e.
+    whether the caller must check."""
+    enabled, previous = value_checks_enabled(), getattr(_THREAD, "deferred", False)
+    _THREAD.deferred = True
+    try:
+        yield enabled
+    finally:
+        _THREAD.deferred = previous
 
 
 def shape_str(shape: Iterable[int]) -> str:
