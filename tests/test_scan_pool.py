@@ -150,3 +150,19 @@ def test_deferred_checks_are_this_threads_only():
         worker.start()
         worker.join()
     assert seen == [True] and value_checks_enabled()
+
+
+def test_no_matrix_product_pool_under_reduced_matmul_precision():
+    """With ``set_float32_matmul_precision("medium")`` the product could round its inputs: the
+    pool takes the slices instead, still bitwise ``F.avg_pool2d``."""
+    from xbar.pooling import exact_product, fast_avg_pool2d
+
+    x = torch.randint(0, 300, (2, 3, 8, 8)).float()
+    previous = torch.get_float32_matmul_precision()
+    try:
+        torch.set_float32_matmul_precision("medium")
+        assert not exact_product(x) and exact_product(x.double())
+        assert torch.equal(fast_avg_pool2d(nn.AvgPool2d(2), x, integers=True), F.avg_pool2d(x, 2))
+    finally:
+        torch.set_float32_matmul_precision(previous)
+    assert exact_product(x)

@@ -61,10 +61,10 @@ from .graph_ops import digital, merge, nonzero, shape_op, spike_total
 from .layers import CROSSBAR_TYPES, CrossbarLinear, _CrossbarMixin
 from .neurons import IFNeuron
 from .observers import InputStats, observers_of
-from .pooling import SpikingMaxPool, fast_avg_pool2d, tiling_window
+from .pooling import SpikingMaxPool, exact_product, fast_avg_pool2d, tiling_window
 from .scan import _IFScanFunction, _heaviside_forward, _scan, _scan_compiled, _sigmoid_surrogate
 from .scan_pool import scan_avg_pool
-from .validation import check_layer_input, layer_label, value_checks_deferred
+from .validation import raise_nonfinite_output, value_checks_deferred
 
 TILE_ELEMENTS = 1 << 22  # values in the largest tensor of a tile (16 MB of float32)
 _SYNAPTIC = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -347,9 +347,10 @@ def _call(module: nn.Module, h: torch.Tensor, currents: bool, binary: bool, obse
         if y is None and currents and not torch.is_grad_enabled() and type(module).currents is _CrossbarMixin.currents:
             scale = module.current_scale()
             y = module(flat)  # what module.currents(flat) computes, in place (or left to the caller)
-            y = y.mul_(scale) if gain is None or scale.numel() != 1 else y
             if gain is not None and scale.numel() == 1:
                 gain.append(scale)
+            else:
+                y.mul_(scale)
         elif y is None:
             y = module.currents(flat) if currents else module(flat)
     finally:
@@ -392,7 +393,7 @@ def _run_block(net: Any, block: Block, h: torch.Tensor, known: bool, wiring: Wir
     v0 = stage.initial_potential(y[0]) if stage.v is None else stage.v.detach().clone()
     total = torch.zeros((), dtype=torch.float64, device=y.device) if observers else None
     window = tiling_window(pool, y.shape) if pool is not None else None
-    if window is not None and y.dim() == 5 and y.dtype in (torch.float32, torch.float64) and y.is_contiguous():
+    if window is not None and y.dim() == 5 and exact_product(y) and y.is_contiguous():
         out, v = scan_avg_pool(y, th, v0, subtract, window, gain[0] if gain else None, total)
         last, binary = block.pool.name, False
     else:
@@ -402,30 +403,28 @@ def _run_block(net: Any, block: Block, h: torch.Tensor, known: bool, wiring: Wir
     for obs in observers:
         obs.record_neuron(stage, y.numel(), total)
     if checks and not bool(torch.isfinite(v.sum())) and not bool(torch.isfinite(v).all()):
-        # a NaN or infinite current stays in the potential (validation.check_layer_output's words)
-        check_layer_input(layer, h.reshape(-1, *h.shape[2:]))
-        raise ValueError(f"output of {layer_label(layer)}: overflowed to NaN/infinity for finite input "
-                         f"(max |x| = {float(h.abs().max()):.4g}); scale the input down or use a wider dtype")
+        raise_nonfinite_output(layer, h)  # a NaN or infinite current stays in the potential
     return last, out, binary
 
 
 def _run_nodes(net: Any, nodes: list[Node], values: dict[str, torch.Tensor], known: dict[str, bool],
                wiring: Wiring, observers: list[Any], last_use: dict[str, int] | None,
-               blocks: dict[str, Block] | None = None) -> None:
+               fused: dict[str, Block] | None = None) -> None:
     """Run ``nodes`` in order on ``values`` (``[t, b, ...]`` tensors, updated in place), the
-    ``blocks`` (:mod:`xbar.fusion`) fused where they can be (:func:`_run_block`)."""
-    done: set[str] = set()
+    blocks of ``fused`` (:mod:`xbar.fusion`) as one step where they can be (:func:`_run_block`)."""
+    done: set[str] = set()  # nodes computed inside a fused block
     for i, node in enumerate(nodes):
-        hs = [values[n] for n in node.inputs] if node.name not in done else []
-        ks = [known[n] for n in node.inputs] if node.name not in done else []
-        block = blocks.get(node.name) if blocks else None
-        res = _run_block(net, block, hs[0], ks[0], wiring, observers) if block is not None else None
         if node.name in done:
-            pass  # computed inside a fused block
-        elif res is not None:
-            last, out, binary = res
+            _drop_inputs(values, node, i, last_use)
+            continue
+        hs = [values[n] for n in node.inputs]
+        ks = [known[n] for n in node.inputs]
+        block = fused.get(node.name) if fused else None
+        res = _run_block(net, block, hs[0], ks[0], wiring, observers) if block is not None else None
+        name = node.name
+        if res is not None:
+            name, out, binary = res
             done.update(b.name for b in (block.neuron, block.pool) if b is not None)
-            node = next(b for b in (block.neuron, block.pool) if b is not None and b.name == last)
         elif node.op == "module":
             m = net.get_submodule(node.target)
             if isinstance(m, IFNeuron):
@@ -444,12 +443,15 @@ def _run_nodes(net: Any, nodes: list[Node], values: dict[str, torch.Tensor], kno
                 digital(observers, node, "scale_muls", nonzero(hs[0], ks[0]))
         else:
             out, binary = shape_op(node, hs[0]), ks[0] and node.op != "mean"
-        if nodes[i].name not in done:
-            values[node.name], known[node.name] = out, binary
-        if last_use is not None:
-            for n in nodes[i].inputs:
-                if last_use.get(n, -1) <= i:
-                    values.pop(n, None)
+        values[name], known[name] = out, binary
+        _drop_inputs(values, node, i, last_use)
+
+
+def _drop_inputs(values: dict[str, torch.Tensor], node: Node, i: int, last_use: dict[str, int] | None) -> None:
+    """Forget the inputs of ``node`` (the ``i``-th) that no later node reads."""
+    for n in node.inputs if last_use is not None else ():
+        if last_use.get(n, -1) <= i:
+            values.pop(n, None)
 
 
 def _run_tail(net: Any, plan: _Plan, counts: dict[str, torch.Tensor], steps: int, wiring: Wiring,

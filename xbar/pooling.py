@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SpikingMaxPool", "fast_avg_pool2d", "spiking_maxpool_step", "tiling_window",
+__all__ = ["SpikingMaxPool", "fast_avg_pool2d", "exact_product", "spiking_maxpool_step", "tiling_window",
            "window_pool_into"]
 
 
@@ -181,7 +181,7 @@ def fast_avg_pool2d(pool: nn.Module, x: torch.Tensor, integers: bool = False) ->
 
     With ``integers`` (the caller knows ``x`` holds small integers, such as spikes, whose window
     sums float32 holds exactly), a contiguous float32/float64 ``x`` is pooled by one matrix
-    product (:func:`_window_pool`); other inputs sum the rows of each window first and then the
+    product (:func:`_window_pool`, where the product runs in full precision); other inputs sum the rows of each window first and then the
     rows' sums. Both give the same values as ``F.avg_pool2d``: every product and partial sum is
     exact, so the order of the additions does not matter.
     """
@@ -190,7 +190,7 @@ def fast_avg_pool2d(pool: nn.Module, x: torch.Tensor, integers: bool = False) ->
         return None
     kh, kw = window
     if integers and kh * kw > 1:
-        if x.dtype in (torch.float32, torch.float64) and x.is_contiguous() and x.numel():
+        if exact_product(x) and x.is_contiguous() and x.numel():
             return _window_pool(x, kh, kw)
         rows = _slice_sum([x[..., dx::kw] for dx in range(kw)])  # [.., H, W / kw]
         return _slice_sum([rows[:, :, dy::kh] for dy in range(kh)]).div_(kh * kw)
@@ -219,6 +219,17 @@ def window_pool_into(x: torch.Tensor, kh: int, kw: int, out: torch.Tensor) -> to
     m = _window_matrix(w, kh, kw, 1.0 / size if exact else 1.0, x.dtype, x.device)
     torch.mm(x.view(-1, kh * w), m, out=out.view(-1, w // kw))
     return out if exact else out.div_(size)
+
+
+def exact_product(x: torch.Tensor) -> bool:
+    """Whether a matrix product of ``x`` runs in full precision: float64, or float32 with
+    ``torch.get_float32_matmul_precision() == "highest"`` and, on CUDA, TF32 off (a reduced
+    precision would round the inputs)."""
+    if x.dtype == torch.float64:
+        return True
+    if x.dtype != torch.float32 or torch.get_float32_matmul_precision() != "highest":
+        return False
+    return x.device.type != "cuda" or not torch.backends.cuda.matmul.allow_tf32
 
 
 _MATRICES: dict[tuple, torch.Tensor] = {}

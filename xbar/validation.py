@@ -255,6 +255,16 @@ def check_layer_output(layer: nn.Module, x: torch.Tensor, out: torch.Tensor, nam
         return  # one reduction: any NaN or infinity makes the sum non-finite
     if bool(torch.isfinite(out.detach()).all()):
         return  # the sum itself overflowed; every value is finite
+    raise_nonfinite_output(layer, x, name)
+
+
+def raise_nonfinite_output(layer: nn.Module, x: torch.Tensor, name: str = "x") -> None:
+    """Raise for a read of ``layer`` whose output is not finite: the input's NaN / infinity
+    message when ``x`` holds any, else the overflow message.
+
+    Raises:
+        ValueError: always.
+    """
     check_finite(x, name, layer_label(layer))
     peak = float(x.detach().abs().max()) if x.numel() else 0.0
     raise ValueError(f"output of {layer_label(layer)}: overflowed to NaN/infinity for finite input "
