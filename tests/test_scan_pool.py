@@ -139,14 +139,18 @@ def test_fused_block_raises_as_the_plain_run_does(monkeypatch, bad):
 
 
 @pytest.mark.parametrize("subtract", [True, False])
-def test_scan_gain_is_the_multiplication_before_it(monkeypatch, subtract):
+@pytest.mark.parametrize("small", [True, False])  # x whole in one op / step by step, chunk by chunk
+def test_scan_gain_is_the_multiplication_before_it(monkeypatch, subtract, small):
     monkeypatch.setattr(xbar.scan, "_SCAN_CHUNK", 100)  # several chunks
+    monkeypatch.setattr(xbar.scan, "_SMALL", 1 << 20 if small else 0)
     gen = torch.Generator().manual_seed(5)
     x, v = torch.rand(7, 3, 90, generator=gen), torch.rand(3, 90, generator=gen)
     gain, th = torch.tensor(0.37), torch.tensor(0.3)
     ref = _scan(x * gain, th, v.clone(), subtract, False)
-    got = _scan(x.clone(), th, v.clone(), subtract, False, gain=gain)
+    count = torch.zeros((), dtype=torch.float64)
+    got = _scan(x.clone(), th, v.clone(), subtract, False, count=count, gain=gain)
     assert torch.equal(got[0], ref[0]) and torch.equal(got[1], ref[1]) and got[0].sum() > 0
+    assert float(count) == float(ref[0].sum())
 
 
 def test_deferred_checks_are_this_threads_only():
