@@ -59,6 +59,17 @@ def test_dense_and_events_are_the_same_spikes():
     assert not dense[:, x == 0].any()  # zero pixels never spike (and draw nothing)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_spikes_as_equals_the_plain_conversion(dtype):
+    g = torch.Generator().manual_seed(2)
+    spikes = torch.rand(6, 11, generator=g) < 0.4
+    for s in (spikes, spikes[:, 3:8], spikes.t(), spikes[2]):  # contiguous and strided views
+        out = encoding.spikes_as(s, dtype)
+        assert out.dtype == dtype and torch.equal(out, s.to(dtype))
+    floats = spikes.float()
+    assert encoding.spikes_as(floats, dtype).dtype == dtype  # a non-bool input is converted plainly
+
+
 def test_same_seed_same_spikes_and_chunks_equal_one_draw():
     x = _images(5)
     enc = xbar.PoissonEncoder(1.0, torch.Generator().manual_seed(5))

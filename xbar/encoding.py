@@ -48,6 +48,13 @@ _BITS = 24
 _ONE = float(1 << _BITS)  # 2**24: the resolution of the spike probabilities
 
 
+def spikes_as(spikes: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Bool ``spikes`` as zeros and ones of ``dtype``: ``spikes.to(dtype)``, converted from
+    their bytes (0 or 1) viewed as ``uint8``, which ATen converts about three times faster than
+    ``bool`` (1M values on 2 cores: 0.07 ms instead of 0.25 ms); the same values."""
+    return spikes.view(torch.uint8).to(dtype) if spikes.dtype == torch.bool else spikes.to(dtype)
+
+
 def _check_images(images: torch.Tensor, name: str = "images") -> tuple[float, float] | None:
     """Validate ``images``; returns its ``(min, max)`` (None when empty) from one reduction."""
     if not isinstance(images, torch.Tensor):
@@ -113,7 +120,7 @@ class SpikeEvents:
         """The spikes as a ``[T, B, ...]`` tensor of zeros and ones."""
         out = torch.zeros(self.shape[0], self.shape[1] * self.pixels, dtype=self.dtype, device=self.device)
         if self.column.numel():
-            out.index_copy_(1, self.index, self.spikes.to(self.dtype))
+            out.index_copy_(1, self.index, spikes_as(self.spikes, self.dtype))
         return out.view(self.shape)
 
     def steps(self, start: int, stop: int) -> "SpikeEvents":
@@ -135,7 +142,7 @@ class SpikeEvents:
         given, a tensor of that shape and dtype): the input of a step-by-step simulator."""
         out = torch.zeros(self.shape[1:], dtype=self.dtype, device=self.device) if out is None else out.zero_()
         if self.column.numel():
-            out.view(-1).index_copy_(0, self.index, self.spikes[t].to(self.dtype))
+            out.view(-1).index_copy_(0, self.index, spikes_as(self.spikes[t], self.dtype))
         return out
 
     def counts(self, per_pixel: torch.Tensor | None = None) -> torch.Tensor:

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoding import SpikeEvents
+from .encoding import SpikeEvents, spikes_as
 from .layers import CrossbarLinear
 
 __all__ = ["EventLinearFunction", "active_columns_grad", "event_linear", "event_sums"]
@@ -79,7 +79,7 @@ def event_sums(w: torch.Tensor, bias: torch.Tensor | None,
     counts = torch.zeros(p, dtype=table.dtype, device=dev)
     for t0 in range(0, t_steps, chunk):
         k = min(chunk, t_steps - t0)
-        weights = spikes[t0:t0 + k].reshape(-1).to(table.dtype)
+        weights = spikes_as(spikes[t0:t0 + k].reshape(-1), table.dtype)
         counts += weights.view(k, p).sum(0)  # (a bool sum with a float dtype is far slower)
         part = F.embedding_bag(inputs[: k * p], table, offsets[: k * batch], mode="sum",
                                per_sample_weights=weights)
@@ -134,6 +134,6 @@ def active_columns_grad(g: torch.Tensor, events: SpikeEvents) -> torch.Tensor:
     where[cols] = torch.arange(n, device=dev)
     x = torch.zeros(steps, batch * n, dtype=g.dtype, device=dev)
     if n:
-        x.index_copy_(1, events.sample * n + where[events.column], events.spikes.to(g.dtype))
+        x.index_copy_(1, events.sample * n + where[events.column], spikes_as(events.spikes, g.dtype))
     grad = torch.zeros(g.shape[1], pixels, dtype=g.dtype, device=dev)
     return grad.index_copy_(1, cols, g.t().mm(x.view(steps * batch, n)))
